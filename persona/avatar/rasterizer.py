@@ -1,0 +1,337 @@
+"""Differentiable 3D Gaussian rasterizer in pure PyTorch (the CPU reference renderer).
+
+Follows the math of gsplat 1.5 (`fully_fused_projection` + `rasterize_to_pixels`, pinhole
+camera, "RGB+D" mode) so that the gsplat CUDA backend can be checked against it:
+- EWA projection: 2D covariance J W Sigma W^T J^T, with the Jacobian's x/z and y/z clamped to
+  1.3 x the half field of view, plus a 0.3 px^2 low-pass (`eps2d`) on the diagonal.
+- Opacity-aware, per-axis bounding box: extend = min(3.33, sqrt(2 ln(255 opacity))) standard
+  deviations, so nothing outside the box could reach alpha >= 1/255.
+- Per pixel, Gaussians front to back: alpha = min(0.999, opacity * exp(-0.5 d^T conic d)),
+  skipped when alpha < 1/255; composition stops before the Gaussian that would bring the
+  transmittance to <= 1e-4. Pixel centres sit at integer + 0.5.
+
+Conventions (see `persona.camera`): OpenCV camera, WXYZ quaternions, images (H, W, C).
+
+How it runs fast on a CPU without an N x H x W tensor, in two passes:
+1. `select_contributions` (no autograd): bin Gaussians into tiles, sort by (tile, depth) and
+   evaluate every (tile pixel, tile Gaussian) pair densely in chunks of tiles. The log-alpha
+   of a Gaussian is a quadratic in the pixel coordinates, so one batched matmul produces it.
+   The transmittance test then keeps only the (pixel, Gaussian) pairs that gsplat composites:
+   typically a small fraction of the dense pairs (far side of the body, box corners).
+2. `composite` (autograd): recompute alpha exactly for the kept pairs only (sorted by pixel,
+   then depth), transmittance by a segmented exclusive cumsum of log(1 - alpha), and
+   scatter-add the weighted features. Autograd therefore stores a few tensors of the size
+   of the kept pairs instead of the padded dense tiles.
+The kept set is piecewise constant in the parameters, exactly like gsplat's skip and stop
+tests, so the gradients are those of gsplat.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from persona.camera import Camera
+
+ALPHA_MIN = 1.0 / 255.0  # gsplat skips fainter contributions
+ALPHA_MAX = 0.999  # gsplat clamps alpha so that 1 - alpha never vanishes
+T_MIN = 1e-4  # gsplat stops a pixel once its transmittance would drop to this
+MAX_EXTEND = 3.33  # bounding box half-size cap, in standard deviations
+
+
+@dataclass
+class Projected:
+    """Gaussians projected to one camera (gsplat's `fully_fused_projection` outputs)."""
+
+    means2d: torch.Tensor  # (N, 2) pixel coordinates of the centres
+    conics: torch.Tensor  # (N, 3) inverse 2D covariance (a, b, c) = [[a, b], [b, c]], px^-2
+    depths: torch.Tensor  # (N,) camera-space z, metres
+    radii: torch.Tensor  # (N, 2) int32 bounding-box half sizes (x, y) in px, 0 when culled
+    valid: torch.Tensor  # (N,) bool, False for culled Gaussians
+
+
+@dataclass
+class RenderOutput:
+    features: torch.Tensor  # (H, W, C) composited features + (1 - alpha) * background
+    alpha: torch.Tensor  # (H, W) accumulated opacity in [0, 1]
+    depth: torch.Tensor  # (H, W) alpha-weighted camera-space z (not normalised by alpha)
+
+
+def quat_scale_to_matrix(
+    quats: torch.Tensor,  # (N, 4) WXYZ, any norm
+    scales: torch.Tensor,  # (N, 3) standard deviations, metres
+) -> torch.Tensor:  # (N, 3, 3) M = R S, so that the covariance is M M^T
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    R = torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(-1, 3, 3)
+    return R * scales[:, None, :]
+
+
+def project_gaussians(
+    means: torch.Tensor,  # (N, 3) world positions, metres
+    quats: torch.Tensor,  # (N, 4) WXYZ, any norm
+    scales: torch.Tensor,  # (N, 3) standard deviations, metres
+    opacities: torch.Tensor | None,  # (N,) in [0, 1]; None: fixed 3.33-sigma boxes
+    camera: Camera,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Projected:
+    """EWA splatting of 3D Gaussians to `camera`, as gsplat 1.5 (pinhole, no compensation).
+
+    Culled (radii 0, valid False): z <= near_plane or >= far_plane, singular 2D covariance,
+    opacity < 1/255, or bounding box entirely outside the image."""
+    dtype = means.dtype
+    R_cw = camera.world_to_camera[:3, :3].to(means.device, dtype)  # (3, 3)
+    t_cw = camera.world_to_camera[:3, 3].to(means.device, dtype)  # (3,)
+    p = means @ R_cw.T + t_cw  # (N, 3) camera space
+    x, y, z = p.unbind(-1)
+    in_depth = (z > near_plane) & (z < far_plane)
+    # Culled Gaussians still go through the math: give them a harmless z so that no inf
+    # appears, because 0 * inf = nan in the backward pass would poison the gradients.
+    z = torch.where(in_depth, z, torch.ones_like(z))
+
+    fx, fy, cx, cy, W, H = camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height
+    means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)  # (N, 2)
+
+    # Jacobian of the projection, evaluated with x/z, y/z clamped to 1.3x the field of view
+    # (gsplat, after 3DGS): far off-screen Gaussians otherwise get huge, smeared footprints.
+    lim_x_pos, lim_x_neg = (W - cx) / fx + 0.15 * W / fx, cx / fx + 0.15 * W / fx
+    lim_y_pos, lim_y_neg = (H - cy) / fy + 0.15 * H / fy, cy / fy + 0.15 * H / fy
+    tx = z * (x / z).clamp(-lim_x_neg, lim_x_pos)
+    ty = z * (y / z).clamp(-lim_y_neg, lim_y_pos)
+    zero = torch.zeros_like(z)
+    J = torch.stack([fx / z, zero, -fx * tx / z**2, zero, fy / z, -fy * ty / z**2], dim=-1)
+    T = J.reshape(-1, 2, 3) @ R_cw @ quat_scale_to_matrix(quats, scales)  # (N, 2, 3)
+    cov = T @ T.transpose(1, 2)  # (N, 2, 2) = J W Sigma W^T J^T
+    a, b, c = cov[:, 0, 0] + eps2d, cov[:, 0, 1], cov[:, 1, 1] + eps2d
+    det = a * c - b * b
+    det_safe = det.clamp(min=1e-10)
+    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)  # (N, 3)
+
+    with torch.no_grad():
+        extend = torch.full_like(z, MAX_EXTEND)
+        valid = in_depth & (det > 0)
+        if opacities is not None:
+            o = opacities.detach()
+            valid &= o >= ALPHA_MIN
+            extend = extend.minimum((2 * torch.log(o.clamp(min=ALPHA_MIN) / ALPHA_MIN)).sqrt())
+        rx = torch.ceil(extend * a.detach().clamp(min=0).sqrt())
+        ry = torch.ceil(extend * c.detach().clamp(min=0).sqrt())
+        valid &= (rx > 0) | (ry > 0)
+        m = means2d.detach()
+        valid &= (m[:, 0] + rx > 0) & (m[:, 0] - rx < W) & (m[:, 1] + ry > 0) & (m[:, 1] - ry < H)
+        radii = (torch.stack([rx, ry], dim=-1) * valid[:, None]).to(torch.int32)
+    return Projected(means2d, conics, p[:, 2], radii, valid)
+
+
+@torch.no_grad()
+def isect_tiles(
+    means2d: torch.Tensor,  # (N, 2) px
+    radii: torch.Tensor,  # (N, 2) int px, 0 for culled Gaussians
+    depths: torch.Tensor,  # (N,) metres
+    width: int,
+    height: int,
+    tile_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Gaussian, tile) pairs sorted by tile then depth, as gsplat's `isect_tiles`.
+
+    Returns tile_ids (P,) int64 row-major tile index, gauss_ids (P,) int64, and
+    tile_offsets (tiles_y * tiles_x + 1,) int64: the pairs of tile t are
+    [tile_offsets[t], tile_offsets[t + 1])."""
+    tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
+    order = torch.argsort(depths.detach())  # Gaussians front to back
+    m, r = means2d.detach()[order], radii[order].to(means2d.dtype)
+    keep = (r > 0).any(-1)
+    order, m, r = order[keep], m[keep], r[keep]
+    x0 = torch.floor((m[:, 0] - r[:, 0]) / tile_size).clamp(0, tiles_x).long()
+    x1 = torch.ceil((m[:, 0] + r[:, 0]) / tile_size).clamp(0, tiles_x).long()
+    y0 = torch.floor((m[:, 1] - r[:, 1]) / tile_size).clamp(0, tiles_y).long()
+    y1 = torch.ceil((m[:, 1] + r[:, 1]) / tile_size).clamp(0, tiles_y).long()
+    nx = x1 - x0
+    n = nx * (y1 - y0)  # tiles touched by each Gaussian
+    owner = torch.repeat_interleave(torch.arange(len(n)), n)  # (P,) into the kept list
+    j = torch.arange(len(owner)) - (torch.cumsum(n, 0) - n)[owner]  # rank within its box
+    tile_ids = (y0[owner] + j // nx[owner]) * tiles_x + x0[owner] + j % nx[owner]
+    # Pairs are already in depth order, so a stable sort by tile gives (tile, depth) order.
+    tile_ids, perm = torch.sort(tile_ids, stable=True)
+    gauss_ids = order[owner[perm]]
+    counts = torch.bincount(tile_ids, minlength=tiles_x * tiles_y)
+    tile_offsets = F.pad(torch.cumsum(counts, 0), (1, 0))
+    return tile_ids, gauss_ids, tile_offsets
+
+
+@torch.no_grad()
+def select_contributions(
+    proj: Projected,
+    opacities: torch.Tensor,  # (N,) in [0, 1]
+    width: int,
+    height: int,
+    tile_size: int = 16,
+    chunk_elements: int = 1 << 21,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (pixel, Gaussian) pairs that gsplat composites, sorted by pixel then depth.
+
+    Returns pixel_ids (M,) int64 (row-major y * width + x) and gauss_ids (M,) int64; the
+    pairs of one pixel are contiguous and front to back. `chunk_elements` bounds the dense
+    (tiles, pixels per tile, Gaussians per tile) work tensors."""
+    dtype = proj.means2d.dtype
+    _, gauss_ids, offsets = isect_tiles(
+        proj.means2d, proj.radii, proj.depths, width, height, tile_size
+    )
+    tiles_x = -(-width // tile_size)
+    counts = offsets[1:] - offsets[:-1]
+    # Process tiles in order of their Gaussian count so each chunk pads little.
+    busy = torch.nonzero(counts).squeeze(1)
+    busy = busy[torch.argsort(counts[busy])]
+
+    # Pixel-centre coordinates inside a tile and the quadratic basis [x^2, xy, y^2, x, y, 1].
+    # Tile-local coordinates keep the expansion's cancellation small in float32.
+    ly, lx = torch.meshgrid(torch.arange(tile_size), torch.arange(tile_size), indexing="ij")
+    lx, ly = lx.reshape(-1), ly.reshape(-1)  # (S,) S = tile_size^2 pixels per tile
+    u, v = lx.to(dtype) + 0.5, ly.to(dtype) + 0.5
+    basis = torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], dim=-1)  # (S, 6)
+    S = len(lx)
+
+    m = proj.means2d.detach()
+    ca, cb, cc = proj.conics.detach().unbind(-1)
+    log_o = torch.log(opacities.detach().clamp(min=1e-30))
+    log_alpha_min, log_alpha_max, log_t_min = math.log(ALPHA_MIN), math.log(ALPHA_MAX), math.log(T_MIN)
+
+    pixel_chunks, gauss_chunks = [], []
+    start = 0
+    while start < len(busy):
+        # Take as many tiles as keep the dense (tiles, S, K) tensors under the budget; K is
+        # the count of the chunk's last (busiest) tile.
+        rest = counts[busy[start:]]
+        cost = torch.arange(1, len(rest) + 1) * rest * S
+        n_tiles = max(1, int((cost <= chunk_elements).sum()))
+        tiles = busy[start : start + n_tiles]
+        start += n_tiles
+        k_max = int(counts[tiles[-1]])
+        ks = torch.arange(k_max)
+        in_tile = ks < counts[tiles, None]  # (T, K)
+        g = gauss_ids[(offsets[tiles, None] + ks).clamp(max=len(gauss_ids) - 1)]  # (T, K)
+        ox = ((tiles % tiles_x) * tile_size).to(dtype)[:, None]  # (T, 1) tile origin, px
+        oy = ((tiles // tiles_x) * tile_size).to(dtype)[:, None]
+        mx, my = m[g, 0] - ox, m[g, 1] - oy  # (T, K) tile-local centres
+        a, b, c = ca[g], cb[g], cc[g]
+        # log alpha = log o - (a dx^2 / 2 + b dx dy + c dy^2 / 2), expanded in (x, y).
+        const = log_o[g] - (0.5 * a * mx * mx + b * mx * my + 0.5 * c * my * my)
+        const = torch.where(in_tile, const, torch.full_like(const, -1e4))  # padding: alpha 0
+        coef = torch.stack([-0.5 * a, -b, -0.5 * c, a * mx + b * my, b * mx + c * my, const], 1)
+        log_alpha = torch.matmul(basis, coef)  # (T, S, K)
+        px = (tiles % tiles_x * tile_size)[:, None] + lx  # (T, S)
+        py = (tiles // tiles_x * tile_size)[:, None] + ly
+        keep = log_alpha >= log_alpha_min
+        if width % tile_size or height % tile_size:
+            keep &= ((px < width) & (py < height))[:, :, None]  # edge tiles overhang the image
+        # Transmittance after each Gaussian, skipped ones (alpha < 1/255) leaving it intact.
+        # The lower clamp keeps exp away from denormal floats, which are very slow on CPUs.
+        log_alpha.clamp_(min=-20.0, max=log_alpha_max)
+        log_t = log_alpha.exp_().neg_().log1p_().masked_fill_(~keep, 0.0).cumsum_(2)
+        keep &= log_t > log_t_min
+        # Broadcast selects come out in (tile, pixel, depth) order: grouped by pixel.
+        pixel_chunks.append(torch.masked_select((py * width + px)[:, :, None], keep))
+        gauss_chunks.append(torch.masked_select(g[:, None, :], keep))
+    if not pixel_chunks:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty
+    return torch.cat(pixel_chunks), torch.cat(gauss_chunks)
+
+
+def composite(
+    proj: Projected,
+    opacities: torch.Tensor,  # (N,) in [0, 1]
+    features: torch.Tensor,  # (N, C)
+    pixel_ids: torch.Tensor,  # (M,) int64, grouped by pixel, front to back within a pixel
+    gauss_ids: torch.Tensor,  # (M,) int64
+    width: int,
+    height: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Differentiable front-to-back alpha compositing of the given (pixel, Gaussian) pairs.
+
+    Returns features (H * W, C), alpha (H * W,) and alpha-weighted depth (H * W,),
+    without background."""
+    dtype, C = features.dtype, features.shape[1]
+    M = len(gauss_ids)
+    # One gather of every per-Gaussian quantity, rows = quantities: on a CPU, `gather` along
+    # the last dimension is the fastest of the indexing ops both ways (backward: scatter_add).
+    packed = torch.cat(
+        [proj.means2d.T, proj.conics.T, opacities[None], features.T, proj.depths[None]]
+    )  # (7 + C, N)
+    g = torch.gather(packed, 1, gauss_ids.expand(len(packed), M))  # (7 + C, M)
+    mx, my, a, b, c, o, rest = g.split([1, 1, 1, 1, 1, 1, C + 1])  # (1, M) each, rest (C + 1, M)
+    dx = (pixel_ids % width).to(dtype) + 0.5 - mx
+    dy = torch.div(pixel_ids, width, rounding_mode="floor").to(dtype) + 0.5 - my
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    alpha = (o * torch.exp(-sigma)).clamp(max=ALPHA_MAX)[0]  # (M,)
+
+    # Transmittance before each pair = exp(sum of log(1 - alpha) over the earlier pairs of
+    # its pixel): an exclusive cumsum restarted at each pixel. The running sum over all M
+    # pairs grows large, so it is accumulated in float64 to keep per-pixel differences
+    # exact; cumsum's backward is a reversed cumsum, stable for any alpha <= 0.999 (unlike
+    # cumprod's backward, which divides by the factors).
+    with torch.no_grad():
+        first = torch.ones(M, dtype=torch.bool)
+        first[1:] = pixel_ids[1:] != pixel_ids[:-1]
+        index = torch.arange(M)
+        segment_start = torch.cummax(torch.where(first, index, 0), 0).values  # (M,)
+    log1m = torch.log1p(-alpha).double()
+    before = torch.cumsum(log1m, 0) - log1m  # (M,) exclusive
+    transmittance = torch.exp(before - before.index_select(0, segment_start)).to(dtype)
+    weights = alpha * transmittance  # (M,)
+
+    values = torch.cat([weights[None], weights * rest])  # (C + 2, M) alpha, features, depth
+    out = torch.zeros(C + 2, height * width, dtype=dtype, device=features.device)
+    out = out.scatter_add(1, pixel_ids.expand(C + 2, M), values)
+    return out[1 : C + 1].T, out[0], out[C + 1]
+
+
+def rasterize_gaussians(
+    means: torch.Tensor,  # (N, 3) world positions, metres
+    quats: torch.Tensor,  # (N, 4) WXYZ, need not be normalised (normalised inside)
+    scales: torch.Tensor,  # (N, 3) standard deviations in metres (linear, positive)
+    opacities: torch.Tensor,  # (N,) in [0, 1]
+    features: torch.Tensor,  # (N, C) any number of channels (RGB, normals, part labels...)
+    camera: Camera,
+    background: torch.Tensor | None = None,  # (C,) or None for zeros
+    tile_size: int = 16,
+) -> RenderOutput:
+    """Render Gaussians with `camera`: gsplat 1.5's math, differentiable by autograd with
+    respect to means, quats, scales, opacities and features. Works in the dtype of `means`."""
+    # 1. Check inputs
+    N = means.shape[0]
+    expected = {"means": (means, 3), "quats": (quats, 4), "scales": (scales, 3)}
+    for name, (tensor, width) in expected.items():
+        if tensor.shape != (N, width):
+            raise ValueError(f"{name} must have shape ({N}, {width}), got {tuple(tensor.shape)}")
+    if opacities.shape != (N,):
+        raise ValueError(f"opacities must have shape ({N},), got {tuple(opacities.shape)}")
+    if features.dim() != 2 or features.shape[0] != N:
+        raise ValueError(f"features must have shape ({N}, C), got {tuple(features.shape)}")
+    C = features.shape[1]
+    if background is not None and background.shape != (C,):
+        raise ValueError(f"background must have shape ({C},), got {tuple(background.shape)}")
+    if tile_size < 1:
+        raise ValueError(f"tile_size must be positive, got {tile_size}")
+    W, H = camera.width, camera.height
+
+    # 2. Project, 3. choose the contributing (pixel, Gaussian) pairs, 4. composite them.
+    proj = project_gaussians(means, quats, scales, opacities, camera)
+    pixel_ids, gauss_ids = select_contributions(proj, opacities, W, H, tile_size)
+    feats, alpha, depth = composite(proj, opacities, features, pixel_ids, gauss_ids, W, H)
+
+    # 5. Background shows through what the Gaussians leave transparent.
+    if background is not None:
+        feats = feats + (1 - alpha)[:, None] * background.to(feats.dtype)
+    return RenderOutput(feats.reshape(H, W, C), alpha.reshape(H, W), depth.reshape(H, W))

@@ -1,0 +1,1 @@
+"""Parametric body models behind one interface (`BodyModel`); anny is the default."""

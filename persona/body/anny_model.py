@@ -1,0 +1,100 @@
+"""The anny body model (naver, Apache-2.0) behind the `BodyModel` interface.
+
+anny works in its own frame: metres, **Z up**, the body facing **-Y**, its left at +X. We
+convert at this boundary to the project frame (Y up, facing +Z) with the rotation
+`ANNY_TO_WORLD` (x, y, z) -> (x, z, -y). anny's 'local-ref' pose parameterization takes
+per-bone rotations in world-aligned axes; we conjugate them by the same rotation, so callers
+give rotations about the project's axes.
+
+The first construction builds anny's ~800 MB cache (about a minute on 2 cores, in
+`ANNY_CACHE_DIR`, see `persona.cache`); later constructions take under a second.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import roma
+import torch
+
+from persona.body.model import BodyModel, BodyPose, PosedBody
+
+log = logging.getLogger(__name__)
+
+# x_world = ANNY_TO_WORLD @ x_anny
+ANNY_TO_WORLD = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+SHAPE_NAMES = ["gender", "age", "muscle", "weight", "height", "proportions"]
+
+
+def _homogeneous(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """R: (..., 3, 3), t: (..., 3) -> (..., 4, 4)."""
+    M = torch.zeros(*R.shape[:-2], 4, 4, dtype=R.dtype, device=R.device)
+    M[..., :3, :3] = R
+    M[..., :3, 3] = t
+    M[..., 3, 3] = 1.0
+    return M
+
+
+class AnnyBody(BodyModel):
+    """anny's default full-body model (13,718 vertices, 104 bones) in float32."""
+
+    name = "anny"
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        import anny  # heavy import, and it reads ANNY_CACHE_DIR at import time
+
+        self._anny = anny.Anny().float().to(device)
+        m = self._anny
+        self.device = torch.device(device)
+        self.joint_names = list(m.bone_labels)
+        self.parents = [int(p) for p in m.bone_parents]
+        self.faces = m.get_triangular_faces().long().to(device)
+        self.uvs = m.texture_coordinates.float().to(device)
+        self.face_uvs = m.face_texture_coordinate_indices.long().to(device)
+        V, J = m.template_vertices.shape[0], len(self.joint_names)
+        dense = torch.zeros(V, J, device=device)
+        dense.scatter_add_(1, m.vertex_bone_indices.long(), m.vertex_bone_weights.float())
+        self.skin_weights = dense / dense.sum(1, keepdim=True).clamp(min=1e-8)
+        regressor = anny.KeypointsRegressor.coco(m)
+        self.keypoint_names = list(regressor.labels)
+        self.keypoint_regressor = regressor.regression_weights.float().to(device)
+        self.shape_names = list(SHAPE_NAMES)
+        assert list(m.phenotype_labels) == self.shape_names, m.phenotype_labels
+        self.default_shape = torch.full((len(SHAPE_NAMES),), 0.5, device=device)
+        self._C = ANNY_TO_WORLD.to(device)
+        self._C4 = _homogeneous(self._C, torch.zeros(3, device=device))
+
+    def _to_world(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self._C.T
+
+    def rest_vertices(self, shape: torch.Tensor) -> torch.Tensor:
+        coeffs = self._anny._get_phenotype_blendshape_coefficients(
+            shape, torch.zeros(shape.shape[0], 0, device=shape.device), torch.zeros(shape.shape[0], 0, device=shape.device)
+        )
+        return self._to_world(self._anny.get_rest_vertices(coeffs))
+
+    def forward(self, shape: torch.Tensor, pose: BodyPose) -> PosedBody:
+        B, J = pose.batch, self.num_joints
+        # Rotations about project axes -> rotations about anny axes (conjugation by C).
+        R_world = roma.rotvec_to_rotmat(pose.joint_rotations)  # (B, J, 3, 3)
+        R_anny = self._C.T @ R_world @ self._C
+        R_anny = torch.cat([torch.eye(3, device=R_anny.device).expand(B, 1, 3, 3), R_anny[:, 1:]], 1)
+        deltas = _homogeneous(R_anny, torch.zeros(B, J, 3, device=R_anny.device))
+        out = self._anny(pose_parameters=deltas, phenotype_kwargs=shape.expand(B, -1) if shape.shape[0] == 1 else shape)
+        # T_c = W_c P_c^-1 maps rest points to posed points (anny frame).
+        T_anny = out["bone_poses"] @ torch.linalg.inv(out["rest_bone_poses"]).expand(B, -1, -1, -1)
+        root = self._to_world(out["rest_bone_heads"][:, 0]).expand(B, 3)  # (B, 3)
+        R_g = roma.rotvec_to_rotmat(pose.global_orient)  # (B, 3, 3)
+        G = _homogeneous(R_g, root - (R_g @ root[..., None])[..., 0] + pose.translation)  # (B, 4, 4)
+        T_world = G[:, None] @ self._C4 @ T_anny @ self._C4.T
+        vertices = self._to_world(out["vertices"]) @ R_g.transpose(1, 2) + (G[:, None, :3, 3])
+        return PosedBody(vertices, T_world, self.keypoints_from_vertices(vertices))
+
+
+@functools.lru_cache(maxsize=2)
+def load_anny(device: str = "cpu") -> AnnyBody:
+    """The shared anny model for a device (built once per process; read-only afterwards)."""
+    log.info("loading the anny body model (first use builds its cache, about a minute)")
+    return AnnyBody(device)

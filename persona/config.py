@@ -1,0 +1,61 @@
+"""Presets: one dataclass config per stage, grouped; presets are named instances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from persona.avatar.animate import ClipConfig
+from persona.avatar.texture import TextureConfig
+from persona.avatar.train import AvatarConfig
+from persona.perceive.fit import FitConfig
+from persona.perceive.person import PerceiveConfig
+
+
+@dataclass
+class InputConfig:
+    max_pixels: int = 40_000_000  # decoded size limit (refused above, from the header)
+    working_size: int = 1024  # longer side of the image perception and fitting work on
+    train_size: int = 384  # longer side of the image the avatar is optimised on
+    input_view_max_size: int = 1024  # longer side of the input-view render before resizing
+
+
+@dataclass
+class Preset:
+    name: str
+    input: InputConfig = field(default_factory=InputConfig)
+    perceive: PerceiveConfig = field(default_factory=PerceiveConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    "preview": Preset(
+        "preview",
+        input=InputConfig(train_size=320),
+        avatar=AvatarConfig(subdivision=0, iterations=150),
+        clip=ClipConfig(size=384, turntable_frames=48),
+    ),
+    "standard": Preset(
+        "standard",
+        input=InputConfig(train_size=448),
+        avatar=AvatarConfig(subdivision=1, iterations=300),
+        clip=ClipConfig(size=512, turntable_frames=72),
+    ),
+    "high": Preset(
+        "high",
+        input=InputConfig(train_size=640),
+        fit=FitConfig(steps=400),
+        avatar=AvatarConfig(subdivision=2, iterations=600),
+        clip=ClipConfig(size=768, turntable_frames=96),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    from persona.errors import PersonaError
+
+    if name not in PRESETS:
+        raise PersonaError(f"Unknown preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
+    return PRESETS[name]

@@ -1,0 +1,1 @@
+"""Driving motions and (later) generated training videos."""

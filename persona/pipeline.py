@@ -1,0 +1,292 @@
+"""One photo to an animated avatar: the stages, wired in order.
+
+image -> Subject (mask, keypoints, body fit, texture) -> GaussianAvatar (optimised on the
+photo) -> files. Each stage is a function of typed values, so the app can cache and re-run
+them separately (e.g. re-animate a finished avatar). Progress goes to an optional callback
+`progress(fraction in [0, 1], message)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+import persona
+from persona.avatar.animate import ClipConfig, render_motion, render_turntable
+from persona.avatar.losses import iou, psnr
+from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
+from persona.avatar.storage import export_ply, load_avatar, save_avatar
+from persona.avatar.texture import HEAD_JOINTS, VertexColors, project_texture
+from persona.avatar.train import TrainStats, initial_avatar, optimize_on_photo
+from persona.body.anny_model import load_anny
+from persona.body.model import BodyModel
+from persona.config import Preset, get_preset
+from persona.errors import PersonaError
+from persona.generate.motions import get_motion
+from persona.io.image import ImageSource, LoadedImage, load_image
+from persona.io.video import write_png_rgba, write_video
+from persona.perceive.fit import BodyFit, fit_body
+from persona.perceive.keypoints import COCO23_FIT_WEIGHTS, mediapipe_to_coco23
+from persona.perceive.person import Perception, perceive_person
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+
+# Licences of what the embedded default path uses (recorded in the manifest and the report).
+LICENCES = {
+    "anny body model": "Apache-2.0",
+    "mediapipe holistic / face detection models": "Apache-2.0",
+    "persona": "Apache-2.0",
+}
+
+
+@dataclass
+class MakeOptions:
+    preset: str = "preview"
+    motion: str = "walk"  # built-in motion name or a motion .npz
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class Subject:
+    """What we know of the person in the photo (at the working image size)."""
+
+    image: LoadedImage
+    perception: Perception
+    fit: BodyFit
+    texture: VertexColors
+
+
+@dataclass
+class InputViewMetrics:
+    silhouette_iou: float  # render alpha vs the person mask, thresholds 0.5
+    psnr_in_mask_db: float  # render vs photo inside the mask
+    keypoint_error_px: float  # body fit, at the working image size
+
+
+@dataclass
+class OutputFiles:
+    folder: Path
+    ply: Path
+    package: Path
+    animation: Path
+    turntable: Path
+    input_view: Path
+    report: Path
+
+
+@dataclass
+class Report:
+    preset: str
+    motion: str
+    seed: int
+    device: str
+    source: str
+    original_size: tuple[int, int]
+    working_size: tuple[int, int]
+    num_gaussians: int
+    seconds: dict[str, float]
+    metrics: InputViewMetrics
+    people_found: int
+    cut_off: bool
+    warnings: list[str]
+    versions: dict[str, str]
+    licences: dict[str, str]
+    fit_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    avatar: GaussianAvatar
+    files: OutputFiles
+    report: Report
+
+
+def versions() -> dict[str, str]:
+    out = {"persona": persona.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in ("torch", "numpy", "anny", "mediapipe", "imageio-ffmpeg", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available else cpu; an unavailable cuda is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PersonaError("--device cuda was asked for, but no CUDA GPU is available here. Use --device cpu.")
+    if name not in ("cpu", "cuda"):
+        raise PersonaError(f"Unknown device '{name}'. Use auto, cpu or cuda.")
+    return torch.device(name)
+
+
+class _Stages:
+    """Times stages and maps their progress onto the whole run."""
+
+    def __init__(self, progress: Progress | None, plan: dict[str, float]):
+        self.progress, self.seconds = progress, {}
+        total = sum(plan.values())
+        self._start, acc = {}, 0.0
+        for name, weight in plan.items():
+            self._start[name] = (acc / total, weight / total)
+            acc += weight
+
+    def sub(self, stage: str) -> Progress:
+        begin, span = self._start[stage]
+        return lambda f, msg: self.progress and self.progress(begin + span * min(max(f, 0.0), 1.0), msg)
+
+    def run(self, stage: str, message: str, fn, *args, **kwargs):
+        self.sub(stage)(0.0, message)
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[stage] = round(time.perf_counter() - t, 3)
+        log.info("%s: %.1f s", stage, self.seconds[stage])
+        return out
+
+
+def texture_subject(body: BodyModel, image: LoadedImage, perception: Perception, fit: BodyFit, preset: Preset) -> VertexColors:
+    with torch.no_grad():
+        posed = body.forward(fit.shape[None], fit.pose).vertices[0]
+    head = body.skin_weights[:, [body.joint_index(j) for j in HEAD_JOINTS]].sum(1) > 0.5
+    return project_texture(
+        posed, body.faces, head, fit.camera, torch.from_numpy(image.rgb), torch.from_numpy(perception.mask), preset.texture
+    )
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W, C) or (H, W) float array -> torch at size (width, height), area filter."""
+    pil = Image.fromarray(image.astype(np.float32)) if image.ndim == 2 else None
+    if pil is not None:
+        return torch.from_numpy(np.asarray(pil.resize(size, Image.Resampling.BOX), dtype=np.float32))
+    channels = [np.asarray(Image.fromarray(image[..., c].astype(np.float32)).resize(size, Image.Resampling.BOX)) for c in range(image.shape[-1])]
+    return torch.from_numpy(np.stack(channels, -1).astype(np.float32))
+
+
+def build_avatar(subject: Subject, body: BodyModel, preset: Preset, progress: Progress | None = None):
+    """The first avatar, optimised on the photo at the preset's training size.
+
+    Returns (avatar, rig, train stats, metrics on the training view)."""
+    fit, image = subject.fit, subject.image
+    avatar = initial_avatar(body, fit.shape, fit.pose, fit.camera, subject.texture.colors, preset.avatar)
+    rig = AvatarRig(body, avatar)
+    W, H = image.size
+    factor = min(1.0, preset.input.train_size / max(W, H))
+    camera = fit.camera.scaled(factor)
+    rgb = _resized(image.rgb, (camera.width, camera.height))
+    mask = _resized(subject.perception.mask, (camera.width, camera.height))
+    avatar, stats = optimize_on_photo(avatar, rig, rgb, mask, camera, preset.avatar, progress)
+    with torch.no_grad():
+        means = rig.pose_points(rig.rest_points + avatar.offsets, avatar.photo_pose)[0]
+        out = render_gaussians(avatar, means, camera, torch.ones(3))
+    target = rgb * mask[..., None] + (1 - mask[..., None])
+    metrics = InputViewMetrics(iou(out.alpha, mask), psnr(out.features, target, mask), fit.keypoint_error_px)
+    return avatar, rig, stats, metrics
+
+
+def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tuple[int, int], max_size: int) -> np.ndarray:
+    """RGBA (H, W, 4) float of the avatar seen from the photo's camera, at the oriented
+    input's size (rendered at most `max_size` on the long side, then resized)."""
+    W, H = original_size
+    camera = avatar.photo_camera
+    factor = min(max_size, max(W, H)) / max(camera.width, camera.height)
+    render_camera = camera.scaled(factor)
+    with torch.no_grad():
+        means = rig.pose_points(rig.rest_points + avatar.offsets, avatar.photo_pose)[0]
+        out = render_gaussians(avatar, means, render_camera, torch.zeros(3))
+    alpha = out.alpha.clamp(1e-6, 1)[..., None]
+    rgba = torch.cat([out.features / alpha, out.alpha[..., None]], -1).clamp(0, 1).numpy()  # straight colour
+    if (render_camera.width, render_camera.height) != (W, H):
+        rgba = _resized(rgba, (W, H)).numpy()
+    return rgba
+
+
+def make_avatar(
+    image: ImageSource,
+    output_dir: str | Path,
+    options: MakeOptions = MakeOptions(),
+    progress: Progress | None = None,
+) -> Result:
+    """Run every stage on one photo and write the files into `output_dir`."""
+    preset = get_preset(options.preset)
+    device = resolve_device(options.device)
+    motion = get_motion(options.motion)  # fail early on a bad motion name or file
+    torch.manual_seed(options.seed)
+    stages = _Stages(
+        progress,
+        {"load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "export": 2, "animation": 20, "turntable": 15},
+    )
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    loaded = stages.run("load", "reading the photo", load_image, image, preset.input.max_pixels, preset.input.working_size)
+    body = stages.run("body_model", "loading the body model", load_anny, "cpu")
+    perception = stages.run("perceive", "finding the person", perceive_person, loaded.rgb, preset.perceive, loaded.alpha)
+    fit = stages.run(
+        "fit", "fitting the body", fit_body, body, mediapipe_to_coco23(perception.body), perception.mask, preset.fit, COCO23_FIT_WEIGHTS
+    )
+    texture = stages.run("texture", "projecting the photo onto the body", texture_subject, body, loaded, perception, fit, preset)
+    subject = Subject(loaded, perception, fit, texture)
+    avatar, rig, train_stats, metrics = stages.run(
+        "avatar", "optimising the avatar on the photo", build_avatar, subject, body, preset, stages.sub("avatar")
+    )
+    versions_used = versions()
+    manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": LICENCES}
+
+    def export() -> OutputFiles:
+        files = OutputFiles(
+            out, out / "avatar.ply", out / "avatar.persona", out / "animation.mp4", out / "turntable.mp4",
+            out / "input_view.png", out / "report.json",
+        )  # fmt: skip
+        export_ply(files.ply, avatar, rig)
+        save_avatar(files.package, avatar, manifest)
+        write_png_rgba(files.input_view, render_input_view(avatar, rig, loaded.original_size, preset.input.input_view_max_size))
+        return files
+
+    files = stages.run("export", "writing the avatar files", export)
+    stages.run(
+        "animation", f"animating ('{motion.name}')", write_video, files.animation,
+        render_motion(avatar, rig, motion, preset.clip, stages.sub("animation")), round(motion.fps),
+    )  # fmt: skip
+    stages.run("turntable", "rendering the turntable", write_video, files.turntable, render_turntable(avatar, rig, preset.clip, stages.sub("turntable")), 24)
+    report = Report(
+        preset=preset.name, motion=motion.name, seed=options.seed, device=str(device), source=loaded.source_name,
+        original_size=loaded.original_size, working_size=loaded.size, num_gaussians=avatar.num_gaussians,
+        seconds={**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}, metrics=metrics,
+        people_found=perception.people_found, cut_off=perception.cut_off,
+        warnings=list(loaded.notes) + list(perception.warnings), versions=versions_used, licences=LICENCES,
+        fit_loss=fit.history, train_loss=train_stats.losses,
+    )  # fmt: skip
+    files.report.write_text(json.dumps(asdict(report), indent=2, default=str))
+    if progress:
+        progress(1.0, "done")
+    return Result(avatar, files, report)
+
+
+def animate_avatar(
+    package: str | Path | bytes,
+    motion_name: str,
+    output: str | Path,
+    clip: ClipConfig = ClipConfig(),
+    progress: Progress | None = None,
+) -> Path:
+    """Render a saved avatar performing a motion into an MP4 at `output`."""
+    motion = get_motion(motion_name)
+    body = load_anny("cpu")
+    avatar = load_avatar(package, body)
+    rig = AvatarRig(body, avatar)
+    return write_video(output, render_motion(avatar, rig, motion, clip, progress), round(motion.fps))
