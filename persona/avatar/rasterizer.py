@@ -202,10 +202,18 @@ def select_contributions(
     basis = torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], dim=-1)  # (S, 6)
     S = len(lx)
 
-    m = proj.means2d.detach()
-    ca, cb, cc = proj.conics.detach().unbind(-1)
-    log_o = torch.log(opacities.detach().clamp(min=1e-30))
-    log_alpha_min, log_alpha_max, log_t_min = math.log(ALPHA_MIN), math.log(ALPHA_MAX), math.log(T_MIN)
+    # Per-Gaussian table gathered once per (tile, Gaussian) pair: centre, conic, log opacity.
+    table = torch.cat(
+        [proj.means2d.detach(), proj.conics.detach(), opacities.detach().clamp(min=1e-30).log()[:, None]], 1
+    )  # (N, 6)
+    log_alpha_max, log_t_min = math.log(ALPHA_MAX), math.log(T_MIN)
+    # F.threshold keeps x > threshold; gsplat keeps alpha >= 1/255.
+    below_min = torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype))
+    # Work buffers reused by every chunk: fresh large allocations cost page faults on each
+    # call, and a chunk that fits in the CPU cache makes the chain of in-place passes cheap.
+    work = torch.empty(chunk_elements, dtype=dtype)
+    keep_buf = torch.empty(chunk_elements, dtype=torch.bool)
+    test_buf = torch.empty(chunk_elements, dtype=torch.bool)
 
     pixel_chunks, gauss_chunks = [], []
     start = 0
@@ -217,32 +225,39 @@ def select_contributions(
         n_tiles = max(1, int((cost <= chunk_elements).sum()))
         tiles = busy[start : start + n_tiles]
         start += n_tiles
-        k_max = int(counts[tiles[-1]])
-        ks = torch.arange(k_max)
+        T, K = len(tiles), int(counts[tiles[-1]])
+        if T * S * K > len(work):  # a single tile over the budget
+            work = torch.empty(T * S * K, dtype=dtype)
+            keep_buf, test_buf = torch.empty_like(work, dtype=torch.bool), torch.empty_like(work, dtype=torch.bool)
+        ks = torch.arange(K)
         in_tile = ks < counts[tiles, None]  # (T, K)
-        g = gauss_ids[(offsets[tiles, None] + ks).clamp(max=len(gauss_ids) - 1)]  # (T, K)
-        ox = ((tiles % tiles_x) * tile_size).to(dtype)[:, None]  # (T, 1) tile origin, px
-        oy = ((tiles // tiles_x) * tile_size).to(dtype)[:, None]
-        mx, my = m[g, 0] - ox, m[g, 1] - oy  # (T, K) tile-local centres
-        a, b, c = ca[g], cb[g], cc[g]
+        g = gauss_ids.index_select(0, (offsets[tiles, None] + ks).clamp(max=len(gauss_ids) - 1).view(-1))
+        mx, my, a, b, c, log_o = table.index_select(0, g).view(T, K, 6).unbind(-1)  # (T, K)
+        mx = mx - ((tiles % tiles_x) * tile_size).to(dtype)[:, None]  # tile-local centres
+        my = my - ((tiles // tiles_x) * tile_size).to(dtype)[:, None]
         # log alpha = log o - (a dx^2 / 2 + b dx dy + c dy^2 / 2), expanded in (x, y).
-        const = log_o[g] - (0.5 * a * mx * mx + b * mx * my + 0.5 * c * my * my)
+        const = log_o - (0.5 * a * mx * mx + b * mx * my + 0.5 * c * my * my)
         const = torch.where(in_tile, const, torch.full_like(const, -1e4))  # padding: alpha 0
         coef = torch.stack([-0.5 * a, -b, -0.5 * c, a * mx + b * my, b * mx + c * my, const], 1)
-        log_alpha = torch.matmul(basis, coef)  # (T, S, K)
+        alpha = torch.matmul(basis, coef, out=work[: T * S * K].view(T, S, K))  # log alpha
+        # The lower clamp keeps exp away from denormal floats, which are very slow on CPUs.
+        alpha = alpha.clamp_(min=-20.0, max=log_alpha_max).exp_()
+        # Zero what gsplat skips (alpha < 1/255): it then leaves the transmittance intact.
+        alpha = F.threshold_(alpha, below_min.item(), 0.0)
+        keep = torch.gt(alpha, 0.0, out=keep_buf[: T * S * K].view(T, S, K))
+        log_t = alpha.neg_().log1p_().cumsum_(2)  # transmittance after each Gaussian
+        keep &= torch.gt(log_t, log_t_min, out=test_buf[: T * S * K].view(T, S, K))
         px = (tiles % tiles_x * tile_size)[:, None] + lx  # (T, S)
         py = (tiles // tiles_x * tile_size)[:, None] + ly
-        keep = log_alpha >= log_alpha_min
-        if width % tile_size or height % tile_size:
-            keep &= ((px < width) & (py < height))[:, :, None]  # edge tiles overhang the image
-        # Transmittance after each Gaussian, skipped ones (alpha < 1/255) leaving it intact.
-        # The lower clamp keeps exp away from denormal floats, which are very slow on CPUs.
-        log_alpha.clamp_(min=-20.0, max=log_alpha_max)
-        log_t = log_alpha.exp_().neg_().log1p_().masked_fill_(~keep, 0.0).cumsum_(2)
-        keep &= log_t > log_t_min
-        # Broadcast selects come out in (tile, pixel, depth) order: grouped by pixel.
-        pixel_chunks.append(torch.masked_select((py * width + px)[:, :, None], keep))
-        gauss_chunks.append(torch.masked_select(g[:, None, :], keep))
+        if width % tile_size or height % tile_size:  # edge tiles overhang the image
+            keep &= ((px < width) & (py < height))[:, :, None]
+        # Flat indices come out in (tile, pixel, depth) order: grouped by pixel.
+        flat = keep.view(-1).nonzero().squeeze(1)
+        tile_pixel = flat // K  # index into (T, S)
+        pixel_chunks.append((py * width + px).view(-1).index_select(0, tile_pixel))
+        # (t, k) = flat - (tile_pixel - t) * K, the offset looked up per (t, s).
+        shift = ((torch.arange(T * S) // S - torch.arange(T * S)) * K).index_select(0, tile_pixel)
+        gauss_chunks.append(g.index_select(0, flat + shift))
     if not pixel_chunks:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
@@ -271,8 +286,11 @@ def composite(
     )  # (7 + C, N)
     g = torch.gather(packed, 1, gauss_ids.expand(len(packed), M))  # (7 + C, M)
     mx, my, a, b, c, o, rest = g.split([1, 1, 1, 1, 1, 1, C + 1])  # (1, M) each, rest (C + 1, M)
-    dx = (pixel_ids % width).to(dtype) + 0.5 - mx
-    dy = torch.div(pixel_ids, width, rounding_mode="floor").to(dtype) + 0.5 - my
+    # Pixel centres; float division is exact enough here (ids < 2^24) and cheaper than int64.
+    pixel_f = pixel_ids.to(dtype)
+    row = torch.floor(pixel_f / width)
+    dx = pixel_f - row * width + 0.5 - mx
+    dy = row + 0.5 - my
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
     alpha = (o * torch.exp(-sigma)).clamp(max=ALPHA_MAX)[0]  # (M,)
 

@@ -15,6 +15,7 @@ Choice for the unseen side (documented in the README):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -75,12 +76,16 @@ def _zbuffer_visible(pixels: torch.Tensor, depth: torch.Tensor, camera: Camera, 
 
 
 def mesh_adjacency(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
-    """Row-normalised (V, V) sparse adjacency of the mesh (mean of the neighbours)."""
+    """Row-normalised (V, V) sparse CSR adjacency of the mesh (mean of the neighbours).
+    CSR, because its products are ~40x faster than COO's on the CPU."""
     edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     edges = torch.cat([edges, edges.flip(1)]).unique(dim=0)
     degree = torch.bincount(edges[:, 0], minlength=num_vertices).float().clamp(min=1)
     values = 1.0 / degree[edges[:, 0]]
-    return torch.sparse_coo_tensor(edges.T, values, (num_vertices, num_vertices)).coalesce()
+    with warnings.catch_warnings():  # "CSR support is in beta": the product we use is stable
+        warnings.simplefilter("ignore", UserWarning)
+        coo = torch.sparse_coo_tensor(edges.T, values, (num_vertices, num_vertices), check_invariants=True)
+        return coo.coalesce().to_sparse_csr()
 
 
 def harmonic_fill(values: torch.Tensor, known: torch.Tensor, adjacency: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -121,11 +126,12 @@ def project_texture(
     source[mirrored] = MIRRORED
     source[seen] = SEEN
     known = seen | mirrored
-    colors = harmonic_fill(photo, known, mesh_adjacency(faces, len(vertices)), config.fill_iterations)
+    adjacency = mesh_adjacency(faces, len(vertices))
+    colors = harmonic_fill(photo, known, adjacency, config.fill_iterations)
     # The back of the head: seeded by the oblique (hair) vertices only, not the face.
     hair_seed = (seen & head_vertices & (facing < config.hair_facing)) | (known & ~head_vertices)
     if (hair_seed & head_vertices).any():
-        head_fill = harmonic_fill(photo, hair_seed, mesh_adjacency(faces, len(vertices)), config.fill_iterations)
+        head_fill = harmonic_fill(photo, hair_seed, adjacency, config.fill_iterations)
         back_of_head = head_vertices & ~seen
         colors[back_of_head] = head_fill[back_of_head]
     return VertexColors(colors.clamp(0, 1), source)

@@ -36,8 +36,9 @@ class AvatarConfig:
     ssim_weight: float = 0.2  # image loss = (1 - w) L1 + w (1 - SSIM)
     mask_weight: float = 1.0
     offset_weight: float = 0.01  # on the mean squared offset, in cm^2
+    max_offset: float = 0.08  # metres; offsets are clipped to this length (clothes, hair)
     scale_spacing: float = 0.6  # initial std as a fraction of the mean point spacing
-    min_scale_ratio: float = 0.3  # scales are kept within these ratios of the initial one
+    min_scale_ratio: float = 0.6  # scales are kept within these ratios of the initial one
     max_scale_ratio: float = 3.0
     crop_margin: float = 0.05  # of the person box, around the crop that is rendered
 
@@ -49,9 +50,10 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)  # every 10 iterations
 
 
-def surface_area(vertices: torch.Tensor, faces: torch.Tensor) -> float:
+def face_areas(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(F,) triangle areas in m^2."""
     a, b, c = (vertices[faces[:, i]] for i in range(3))
-    return float(torch.linalg.cross(b - a, c - a).norm(dim=-1).sum() / 2)
+    return torch.linalg.cross(b - a, c - a).norm(dim=-1) / 2
 
 
 def initial_avatar(
@@ -66,14 +68,17 @@ def initial_avatar(
     binding = bind_surface(body.faces, len(body.skin_weights), config.subdivision)
     with torch.no_grad():
         rest = body.rest_vertices(shape[None])[0]
-    spacing = math.sqrt(surface_area(rest, body.faces) / len(binding))
+    # Local point spacing: a level-L grid puts about n^2 / 2 points on a triangle (n = 2^L),
+    # and anny's triangles vary a lot in size (small on the face and hands, large on the legs).
+    n = 2**config.subdivision
+    spacing = (2 * face_areas(rest, body.faces)[binding.face_index]).sqrt() / n
     N = len(binding)
     return GaussianAvatar(
         body_name=body.name,
         shape=shape.clone(),
         binding=binding,
         offsets=torch.zeros(N, 3),
-        log_scales=torch.full((N, 1), math.log(config.scale_spacing * spacing)),
+        log_scales=(config.scale_spacing * spacing).clamp(min=1e-4).log()[:, None],
         colors=binding.interpolate(body.faces, vertex_colors).clamp(0, 1),
         photo_pose=photo_pose.detach(),
         photo_camera=photo_camera,
@@ -141,6 +146,10 @@ def optimize_on_photo(
         loss.backward()
         optimizer.step()
         with torch.no_grad():
+            # Keep offsets near the surface: a mask that includes a held object must not
+            # pull the body's Gaussians away from the body.
+            length = offsets.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            offsets.mul_(length.clamp(max=config.max_offset) / length)
             log_scales.copy_(
                 log_scales.clamp(
                     initial_log_scale + math.log(config.min_scale_ratio),

@@ -43,6 +43,9 @@ class AnnyBody(BodyModel):
     name = "anny"
 
     def __init__(self, device: torch.device | str = "cpu"):
+        import warp  # anny's skinning kernels; silence its start-up banner
+
+        warp.config.log_level = warp.LOG_ERROR
         import anny  # heavy import, and it reads ANNY_CACHE_DIR at import time
 
         self._anny = anny.Anny().float().to(device)

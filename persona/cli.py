@@ -1,0 +1,165 @@
+"""Command line: `python -m persona make|animate|motions|bench`.
+
+User errors (PersonaError) print one line `persona: error: ...` on stderr and exit with code
+2, with no traceback; nothing is written outside the output folder (and the caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from persona.errors import PersonaError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "person_half.png"
+
+
+# What mediapipe's native code (TFLite, absl, glog) prints straight to file descriptor 2.
+_NATIVE_NOISE = re.compile(
+    r"^(W0000|I0000|E0000|INFO: Created TensorFlow Lite|WARNING: All log messages before absl|Warp CUDA warning)"
+)
+
+
+@contextlib.contextmanager
+def filtered_native_stderr():
+    """Keep the terminal to our own lines: native libraries' log lines written to fd 2 are
+    captured and dropped; anything else they wrote is replayed at the end. Python's
+    sys.stderr keeps writing to the real terminal meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        python_stderr = sys.stderr
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            sys.stderr.close()
+            sys.stderr = python_stderr
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not _NATIVE_NOISE.match(line):
+                    print(line, file=sys.stderr)
+
+
+class TerminalProgress:
+    """Progress on stdout (stderr is kept for the error line): one updating line on a
+    terminal, a line every 5% of each step otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream, self.start, self.last = stream, time.perf_counter(), ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        line = f"[{fraction * 100:5.1f}% {time.perf_counter() - self.start:6.1f}s] {message}"
+        if line == self.last:
+            return
+        self.last = line
+        stream = self.stream or sys.stdout
+        if stream.isatty():
+            stream.write("\r" + line.ljust(78)[:120])
+            if fraction >= 1.0:
+                stream.write("\n")
+        elif not message.startswith(("rendering", "fitting the avatar")) or fraction >= 1.0 or int(fraction * 1000) % 50 == 0:
+            stream.write(line + "\n")
+        stream.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    from persona.config import PRESETS
+
+    parser = argparse.ArgumentParser(prog="persona", description="One photo of a person to an animatable 3D Gaussian avatar.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    make = sub.add_parser("make", help="make an avatar from a photo")
+    make.add_argument("image", type=Path, help="photo of one person (JPEG, PNG, WebP, ...)")
+    make.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    make.add_argument("--preset", choices=list(PRESETS), default="preview")
+    make.add_argument("--motion", default="walk", help="built-in motion name or a motion .npz (see `persona motions`)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+    animate = sub.add_parser("animate", help="animate a saved avatar")
+    animate.add_argument("avatar", type=Path, help="avatar.persona")
+    animate.add_argument("--motion", default="walk")
+    animate.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    animate.add_argument("--size", type=int, default=512, help="frame size in pixels")
+
+    sub.add_parser("motions", help="list the built-in motions")
+
+    bench = sub.add_parser("bench", help="time the stages of the preview preset")
+    bench.add_argument("target", choices=["cpu"])
+    bench.add_argument("--image", type=Path, default=EXAMPLE)
+    bench.add_argument("--preset", choices=list(PRESETS), default="preview")
+    bench.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cpu_<preset>.json)")
+    return parser
+
+
+def _make(args) -> None:
+    from persona.pipeline import MakeOptions, make_avatar
+
+    if args.output.exists() and not args.output.is_dir():
+        raise PersonaError(f"The output '{args.output}' exists and is not a folder.")
+    options = MakeOptions(preset=args.preset, motion=args.motion, seed=args.seed, device=args.device)
+    result = make_avatar(args.image, args.output, options, TerminalProgress())
+    r = result.report
+    print(f"avatar: {r.num_gaussians} Gaussians in {r.seconds['total']:.0f} s (preset {r.preset})")
+    print(f"input view: silhouette IoU {r.metrics.silhouette_iou:.3f}, PSNR in mask {r.metrics.psnr_in_mask_db:.1f} dB")
+    for warning in r.warnings:
+        print(f"note: {warning}")
+    for name in ("ply", "package", "animation", "turntable", "input_view", "report"):
+        print(f"{name:>10}: {getattr(result.files, name)}")
+
+
+def _animate(args) -> None:
+    from persona.avatar.animate import ClipConfig
+    from persona.pipeline import animate_avatar
+
+    if args.output.suffix.lower() != ".mp4":
+        raise PersonaError(f"The output must be an .mp4 file, got '{args.output}'.")
+    if not 64 <= args.size <= 2048:
+        raise PersonaError("--size must be between 64 and 2048 pixels.")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress())
+    print(path)
+
+
+def _motions(args) -> None:
+    from persona.generate.motions import DESCRIPTIONS
+
+    for name, text in DESCRIPTIONS.items():
+        print(f"{name:<12} {text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        with filtered_native_stderr():
+            if args.command == "make":
+                _make(args)
+            elif args.command == "animate":
+                _animate(args)
+            elif args.command == "motions":
+                _motions(args)
+            elif args.command == "bench":
+                from persona.benchmark import run_cpu_benchmark
+
+                print(run_cpu_benchmark(args.image, args.preset, args.out))
+    except PersonaError as err:
+        print(f"persona: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("persona: interrupted", file=sys.stderr)
+        return 130
+    return 0
