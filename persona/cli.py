@@ -144,6 +144,10 @@ def _motions(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.command in ("make", "animate", "bench"):
+        from persona.avatar.rasterizer import tune_cpu_allocator
+
+        tune_cpu_allocator()  # this process renders thousands of times: keep freed memory
     try:
         with filtered_native_stderr():
             if args.command == "make":
