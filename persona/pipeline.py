@@ -169,12 +169,11 @@ def texture_subject(body: BodyModel, image: LoadedImage, perception: Perception,
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W, C) or (H, W) float array -> torch at size (width, height), area filter."""
-    pil = Image.fromarray(image.astype(np.float32)) if image.ndim == 2 else None
-    if pil is not None:
-        return torch.from_numpy(np.asarray(pil.resize(size, Image.Resampling.BOX), dtype=np.float32))
-    channels = [np.asarray(Image.fromarray(image[..., c].astype(np.float32)).resize(size, Image.Resampling.BOX)) for c in range(image.shape[-1])]
-    return torch.from_numpy(np.stack(channels, -1).astype(np.float32))
+    """(H, W) or (H, W, C) float array -> tensor at size (width, height), box filter."""
+    planes = image[..., None] if image.ndim == 2 else image
+    resized = [np.array(Image.fromarray(planes[..., c].astype(np.float32)).resize(size, Image.Resampling.BOX)) for c in range(planes.shape[-1])]
+    out = torch.from_numpy(np.stack(resized, -1))
+    return out[..., 0] if image.ndim == 2 else out
 
 
 def build_avatar(subject: Subject, body: BodyModel, preset: Preset, progress: Progress | None = None):
