@@ -214,24 +214,32 @@ def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tup
     return rgba
 
 
-def make_avatar(
-    image: ImageSource,
-    output_dir: str | Path,
-    options: MakeOptions = MakeOptions(),
-    progress: Progress | None = None,
-) -> Result:
-    """Run every stage on one photo and write the files into `output_dir`."""
-    preset = get_preset(options.preset)
-    device = resolve_device(options.device)
-    motion = get_motion(options.motion)  # fail early on a bad motion name or file
-    torch.manual_seed(options.seed)
-    stages = _Stages(
-        progress,
-        {"load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "export": 2, "animation": 20, "turntable": 15},
-    )
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+# Relative weight of each stage in the progress bar (both halves of `make_avatar` use it).
+_PROGRESS_PLAN = {
+    "load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "export": 2, "animation": 20, "turntable": 15,
+}  # fmt: skip
 
+
+@dataclass
+class PreparedSubject:
+    """The first half of `make_avatar` (photo, perception, body fit, texture), ready for the
+    second half (`finish_avatar`). CPU tensors and arrays only, so it pickles: the app sends
+    it into a GPU worker process (ZeroGPU)."""
+
+    subject: Subject
+    options: MakeOptions
+    seconds: dict[str, float]  # per stage so far
+
+
+def prepare_subject(image: ImageSource, options: MakeOptions = MakeOptions(), progress: Progress | None = None) -> PreparedSubject:
+    """The CPU stages: read the photo, find the person, fit the body, project the texture.
+
+    Fails early (PersonaError) on a bad preset, device, motion or photo."""
+    preset = get_preset(options.preset)
+    resolve_device(options.device)
+    get_motion(options.motion)  # fail early on a bad motion name or file
+    torch.manual_seed(options.seed)
+    stages = _Stages(progress, _PROGRESS_PLAN)
     loaded = stages.run("load", "reading the photo", load_image, image, preset.input.max_pixels, preset.input.working_size)
     body = stages.run("body_model", "loading the body model", load_anny, "cpu")
     perception = stages.run("perceive", "finding the person", perceive_person, loaded.rgb, preset.perceive, loaded.alpha)
@@ -239,7 +247,25 @@ def make_avatar(
         "fit", "fitting the body", fit_body, body, mediapipe_to_coco23(perception.body), perception.mask, preset.fit, COCO23_FIT_WEIGHTS
     )
     texture = stages.run("texture", "projecting the photo onto the body", texture_subject, body, loaded, perception, fit, preset)
-    subject = Subject(loaded, perception, fit, texture)
+    return PreparedSubject(Subject(loaded, perception, fit, texture), options, dict(stages.seconds))
+
+
+def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: Progress | None = None) -> Result:
+    """The avatar stages (the GPU half): optimise the avatar, write the files and the clips
+    into `output_dir`. Seeds torch again, so the result depends only on (subject, options),
+    whichever process runs it."""
+    options, subject = prepared.options, prepared.subject
+    preset = get_preset(options.preset)
+    device = resolve_device(options.device)
+    motion = get_motion(options.motion)
+    torch.manual_seed(options.seed)
+    stages = _Stages(progress, _PROGRESS_PLAN)
+    stages.seconds.update(prepared.seconds)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded, perception, fit = subject.image, subject.perception, subject.fit
+    body = load_anny("cpu")  # built once per process (timed in `prepare_subject`)
+
     avatar, rig, train_stats, metrics = stages.run(
         "avatar", "optimising the avatar on the photo", build_avatar, subject, body, preset, stages.sub("avatar")
     )
@@ -276,6 +302,17 @@ def make_avatar(
     return Result(avatar, files, report)
 
 
+def make_avatar(
+    image: ImageSource,
+    output_dir: str | Path,
+    options: MakeOptions = MakeOptions(),
+    progress: Progress | None = None,
+) -> Result:
+    """Run every stage on one photo and write the files into `output_dir`
+    (`prepare_subject`, then `finish_avatar`)."""
+    return finish_avatar(prepare_subject(image, options, progress), output_dir, progress)
+
+
 def animate_avatar(
     package: str | Path | bytes,
     motion_name: str,
@@ -289,3 +326,38 @@ def animate_avatar(
     avatar = load_avatar(package, body)
     rig = AvatarRig(body, avatar)
     return write_video(output, render_motion(avatar, rig, motion, clip, progress), round(motion.fps))
+
+
+def subject_preview(subject: Subject, body: BodyModel, body_opacity: float = 0.5) -> np.ndarray:
+    """What perception and the body fit found, to check at a glance: the photo dimmed outside
+    the person mask, the fitted body shaded on top (`body_opacity`), the detected keypoints as
+    green dots. Returns (H, W, 3) uint8 at the working image size."""
+    from PIL import ImageDraw
+
+    image, perception, fit = subject.image, subject.perception, subject.fit
+    mask = perception.mask[..., None]
+    base = image.rgb * (0.3 + 0.7 * mask)  # (H, W, 3)
+    with torch.no_grad():
+        vertices = body.forward(fit.shape[None], fit.pose).vertices[0]  # (V, 3)
+    pixels, depth = fit.camera.project(vertices)  # (V, 2), (V,)
+    triangles = vertices[body.faces]  # (F, 3, 3)
+    normals = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    to_camera = fit.camera.center.to(triangles.dtype) - triangles.mean(1)
+    facing = (torch.nn.functional.normalize(normals, dim=-1) * torch.nn.functional.normalize(to_camera, dim=-1)).sum(-1).abs()
+    order = torch.argsort(depth[body.faces].mean(1), descending=True)  # painter's algorithm: far to near
+    W, H = image.size
+    layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    colours = (torch.tensor([110.0, 160.0, 255.0]) * (0.3 + 0.7 * facing[:, None])).round().int().tolist()
+    corners = pixels[body.faces].tolist()  # (F, 3, 2)
+    for f in order.tolist():
+        draw.polygon([tuple(p) for p in corners[f]], fill=(*colours[f], 255))
+    overlay = np.asarray(layer, dtype=np.float32) / 255.0
+    alpha = overlay[..., 3:] * body_opacity
+    out = Image.fromarray(np.clip((base * (1 - alpha) + overlay[..., :3] * alpha) * 255, 0, 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    radius = max(3.0, max(W, H) / 180)
+    for x, y, visibility in mediapipe_to_coco23(perception.body):
+        if visibility >= 0.5:
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(40, 220, 90), outline=(0, 0, 0))
+    return np.asarray(out)

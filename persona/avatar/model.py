@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from persona.avatar.rasterizer import RenderOutput, rasterize_gaussians
+from persona.avatar.rasterizer import RenderOutput
+from persona.avatar.renderer import render
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
 from persona.camera import Camera
@@ -93,6 +94,4 @@ def render_gaussians(
     N = means.shape[0]
     quats = torch.zeros(N, 4, dtype=means.dtype, device=means.device)
     quats[:, 0] = 1.0
-    return rasterize_gaussians(
-        means, quats, log_scales.exp().expand(N, 3), avatar.opacities(), colors, camera, background
-    )
+    return render(means, quats, log_scales.exp().expand(N, 3), avatar.opacities(), colors, camera, background)
