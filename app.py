@@ -1,58 +1,427 @@
-"""Gradio app: wires the UI to `persona.pipeline` (no math here).
+"""The PERSONA Space: a Gradio UI and API over `persona.pipeline` (no math here).
 
-A first, minimal UI for the foundation: upload a photo, pick a preset and a motion, get the
-animation, the turntable, a splat preview and the files. The full Space (ZeroGPU, API,
-re-animation, browser tests) is issue 7.
+Tabs: **Make** (photo -> person and body-fit check -> avatar, clips, files, report) and
+**Animate** (a saved `avatar.persona` + a motion -> a new clip, without re-optimising).
+
+Stable API endpoints (see the README, "The app and its API"):
+- `/make_avatar(photo, preset, motion, seed, motion_file=None)` -> animation video, turntable
+  video, avatar.ply, avatar.persona, report (JSON).
+- `/animate(avatar, motion, motion_file=None, size=384)` -> video. `avatar=None` reuses the
+  avatar made last in the same session.
+- `/check_photo(photo, preset)` -> image of the person and body fit found, summary (JSON):
+  a quick CPU-only check before spending GPU time.
+
+ZeroGPU: the avatar stages (`finish_avatar`: optimisation, files, clips) and `animate_avatar`
+run inside `spaces.GPU` functions whose declared duration comes from the preset and the
+number of frames; reading the photo, perception and the body fit (`prepare_subject`) run
+outside. GPU functions run in a forked worker with pickled arguments and results, so they
+take and return paths and CPU data only. Off a Space `spaces.GPU` returns the function
+unchanged and everything runs in this process.
+
+Files: one folder per browser (or API client) session under
+`$GRADIO_TEMP_DIR/persona-sessions/`, deleted when the session ends (`demo.unload`); gradio's
+own copies of the outputs are removed by `delete_cache`; folders of sessions that never
+closed are swept after `SESSION_MAX_AGE_S`.
 """
 
 from __future__ import annotations
 
-import tempfile
+import html
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from hashlib import sha256
 from pathlib import Path
 
+import persona  # noqa: F401  (first: points GRADIO_TEMP_DIR and the other caches at PERSONA_CACHE_DIR)
+import spaces  # before torch and gradio, as ZeroGPU requires
 import gradio as gr
 
+from persona.avatar.animate import ClipConfig
+from persona.body.anny_model import load_anny
+from persona.cache import cache_root
 from persona.config import PRESETS
 from persona.errors import PersonaError
-from persona.generate.motions import DESCRIPTIONS
-from persona.pipeline import MakeOptions, make_avatar
+from persona.generate.motions import DESCRIPTIONS, MOTIONS, get_motion
+from persona.pipeline import (
+    LICENCES,
+    MakeOptions,
+    PreparedSubject,
+    animate_avatar,
+    finish_avatar,
+    prepare_subject,
+    subject_preview,
+)
 
-EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("person_*.*"))
+log = logging.getLogger("persona.app")
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = [str(HERE / "examples" / name) for name in ("person_full.jpg", "person_half.png") if (HERE / "examples" / name).exists()]
+
+SESSIONS = Path(os.environ["GRADIO_TEMP_DIR"]) / "persona-sessions"
+SESSION_MAX_AGE_S = 6 * 3600  # folders of sessions that never closed (a killed client) go after this
+JOBS_KEPT_PER_SESSION = 3  # older job folders of a session are removed when a new job starts
+STATE_TTL_S = 3600  # server-side session values (the prepared subject, the last avatar)
+# Cached example outputs live outside the clone, keyed by this file's content so that a
+# changed app never serves outputs cached by an older one.
+os.environ.setdefault(
+    "GRADIO_EXAMPLES_CACHE", str(cache_root() / "gradio-examples" / sha256(Path(__file__).read_bytes()).hexdigest()[:12])
+)
+
+ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+# Jobs running at once: each ZeroGPU call gets its own GPU; a local CPU is better used by one.
+CONCURRENCY = int(os.environ.get("PERSONA_CONCURRENCY", "2" if ON_ZEROGPU else "1"))
+QUEUE_SIZE = int(os.environ.get("PERSONA_QUEUE_SIZE", "32"))
+
+# Declared ZeroGPU seconds. The platform multiplies them by 1.5 on its Blackwell cards and
+# refuses a call above the visitor's remaining daily quota (120 s unauthenticated), so a
+# standard avatar must declare at most 80 s. Estimates for the GPU path (gsplat, issue 4):
+# (fixed part: optimisation + export, per rendered frame). Recalibrate from bench/results.
+GPU_SECONDS = {"preview": (12.0, 0.04), "standard": (30.0, 0.08), "high": (60.0, 0.15)}
+ANIMATE_GPU_SECONDS = (4.0, 0.02)  # (fixed: loading the package, per frame at 384 px)
+MAX_GPU_SECONDS = 300
+
+BODY = load_anny("cpu")  # once per process (the first build takes about a minute)
+MOTION_CHOICES = [(f"{name}: {DESCRIPTIONS.get(name, '')}", name) for name in MOTIONS]
 
 
-def make(image_path: str | None, preset: str, motion: str, progress=gr.Progress()):
-    if not image_path:
-        raise gr.Error("Upload a photo of one person first.")
-    folder = Path(tempfile.mkdtemp(prefix="persona-"))
+# --- errors, sessions, folders -------------------------------------------------------
+
+
+@contextmanager
+def user_errors(doing: str):
+    """Show a PersonaError's message to the user (gr.Error); anything else is our fault:
+    log the traceback here and show a short message, never the traceback."""
     try:
-        result = make_avatar(image_path, folder, MakeOptions(preset=preset, motion=motion), lambda f, m: progress(f, desc=m))
+        yield
+    except gr.Error:
+        raise
     except PersonaError as err:
-        raise gr.Error(str(err)) from None
-    files, report = result.files, result.report
-    summary = (
-        f"{report.num_gaussians} Gaussians in {report.seconds['total']:.0f} s · silhouette IoU "
-        f"{report.metrics.silhouette_iou:.3f} · PSNR {report.metrics.psnr_in_mask_db:.1f} dB"
-        + "".join(f"\n- {w}" for w in report.warnings)
-    )
-    return str(files.animation), str(files.turntable), str(files.ply), [str(files.package), str(files.ply), str(files.report)], summary
+        raise gr.Error(html.escape(str(err), quote=False), title="Cannot make this", print_exception=False) from None
+    except Exception as err:
+        log.exception("failed while %s", doing)
+        raise gr.Error(
+            f"Something went wrong on our side while {doing} ({type(err).__name__}). Please try again; "
+            "if it keeps failing, report it with the photo's size and format.",
+            print_exception=False,
+        ) from None
 
 
-with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar") as demo:
-    gr.Markdown("# PERSONA\nOne photo of a person → an animatable 3D Gaussian avatar.")
-    with gr.Row():
-        with gr.Column():
-            image = gr.Image(type="filepath", label="Photo of one person (ideally head to feet)")
-            preset = gr.Dropdown(list(PRESETS), value="preview", label="Preset")
-            motion = gr.Dropdown(list(DESCRIPTIONS), value="walk", label="Motion")
-            run = gr.Button("Make the avatar", variant="primary")
-            gr.Examples(EXAMPLES, inputs=image)
-        with gr.Column():
-            animation = gr.Video(label="Animation")
-            turntable = gr.Video(label="Turntable")
-            splat = gr.Model3D(label="Gaussian splat (canonical pose)")
-            files = gr.File(label="Avatar files", file_count="multiple")
-            summary = gr.Markdown()
-    run.click(make, [image, preset, motion], [animation, turntable, splat, files, summary], api_name="make_avatar")
+def session_folder(request: gr.Request | None) -> Path:
+    """The folder of this browser tab or API client (its session hash, hashed again so a
+    client-chosen value can never name a path)."""
+    session = getattr(request, "session_hash", None) or "no-session"
+    return SESSIONS / sha256(session.encode()).hexdigest()[:24]
+
+
+def new_job_folder(request: gr.Request | None) -> Path:
+    """A fresh folder for one job; prunes this session's old jobs and stale sessions."""
+    now = time.time()
+    if SESSIONS.is_dir():
+        for folder in SESSIONS.iterdir():
+            if now - folder.stat().st_mtime > SESSION_MAX_AGE_S:
+                log.info("removing the stale session folder %s", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
+    session = session_folder(request)
+    job = session / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    job.mkdir(parents=True)
+    session.touch()
+    jobs = sorted((p for p in session.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in jobs[:-JOBS_KEPT_PER_SESSION]:
+        shutil.rmtree(old, ignore_errors=True)
+    return job
+
+
+def end_session(request: gr.Request) -> None:
+    """`demo.unload`: the tab was closed (or the API client disconnected)."""
+    folder = session_folder(request)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("session ended: removed %s", folder.name)
+
+
+def reporter(progress: gr.Progress):
+    """The pipeline's progress(fraction, message) as a Gradio progress bar."""
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+# --- GPU functions (ZeroGPU: forked worker, pickled arguments and results) --------------
+
+
+def make_gpu_seconds(prepared: PreparedSubject, folder: str, progress: gr.Progress | None = None) -> int:
+    """Declared duration of `finish_on_gpu`, from the preset and the frames to render."""
+    fixed, per_frame = GPU_SECONDS[prepared.options.preset]
+    frames = get_motion(prepared.options.motion).num_frames + PRESETS[prepared.options.preset].clip.turntable_frames
+    return min(MAX_GPU_SECONDS, math.ceil(fixed + per_frame * frames))
+
+
+@spaces.GPU(duration=make_gpu_seconds)
+def finish_on_gpu(prepared: PreparedSubject, folder: str, progress: gr.Progress | None = None) -> dict:
+    """Optimise the avatar, write its files and clips; returns the report (JSON-ready)."""
+    with user_errors("making the avatar"):
+        result = finish_avatar(prepared, folder, reporter(progress) if progress else None)
+        return json.loads(result.files.report.read_text())
+
+
+def animate_gpu_seconds(package: str, motion: str, output: str, size: int, progress: gr.Progress | None = None) -> int:
+    fixed, per_frame = ANIMATE_GPU_SECONDS
+    return min(MAX_GPU_SECONDS, math.ceil(fixed + per_frame * get_motion(motion).num_frames * (size / 384) ** 2))
+
+
+@spaces.GPU(duration=animate_gpu_seconds)
+def animate_on_gpu(package: str, motion: str, output: str, size: int, progress: gr.Progress | None = None) -> str:
+    with user_errors("animating the avatar"):
+        return str(animate_avatar(package, motion, output, ClipConfig(size=size), reporter(progress) if progress else None))
+
+
+# --- handlers ----------------------------------------------------------------------
+
+
+def make_options(preset: str, motion: str, seed: float | int | None, motion_file: str | None) -> MakeOptions:
+    if preset not in PRESETS:
+        raise gr.Error(f"Unknown preset '{preset}'. Choose one of: {', '.join(PRESETS)}.", print_exception=False)
+    return MakeOptions(preset=preset, motion=motion_file or motion or "walk", seed=int(seed or 0))
+
+
+def need_photo(photo: str | None) -> str:
+    if not photo:
+        raise gr.Error("Add a photo of one person first: upload one, use the webcam or paste one.", print_exception=False)
+    return photo
+
+
+def prepare(photo: str | None, options: MakeOptions, progress: gr.Progress) -> PreparedSubject:
+    with user_errors("reading the photo and fitting the body"):
+        return prepare_subject(need_photo(photo), options, reporter(progress))
+
+
+def summary_markdown(report: dict) -> str:
+    """A short human report: size, time per stage, quality, warnings, licences."""
+    seconds = report["seconds"]
+    stages = " · ".join(f"{name} {value:.1f} s" for name, value in seconds.items() if name != "total")
+    metrics = report["metrics"]
+    lines = [
+        f"**{report['num_gaussians']:,} Gaussians** · preset `{report['preset']}` · motion `{report['motion']}` · "
+        f"seed {report['seed']} · **{seconds['total']:.0f} s** in all",
+        "",
+        f"Time per stage: {stages}",
+        "",
+        f"On the photo: silhouette IoU {metrics['silhouette_iou']:.3f} · PSNR {metrics['psnr_in_mask_db']:.1f} dB · "
+        f"keypoint error {metrics['keypoint_error_px']:.1f} px",
+    ]
+    if report["warnings"]:
+        lines += ["", "**Warnings**", *(f"- {html.escape(w, quote=False)}" for w in report["warnings"])]
+    lines += ["", "Licences of what made this avatar: " + ", ".join(f"{k} ({v})" for k, v in report["licences"].items())]
+    return "\n".join(lines)
+
+
+def photo_summary(prepared: PreparedSubject) -> dict:
+    subject = prepared.subject
+    return {
+        "people_found": subject.perception.people_found,
+        "cut_off": subject.perception.cut_off,
+        "working_size": list(subject.image.size),
+        "keypoint_error_px": round(subject.fit.keypoint_error_px, 2),
+        "warnings": list(subject.image.notes) + list(subject.perception.warnings),
+        "seconds": prepared.seconds,
+    }
+
+
+def check_photo(photo: str | None, preset: str, progress=gr.Progress(track_tqdm=True)):
+    """API /check_photo: the person and body fit found in the photo, and a summary. CPU only."""
+    prepared = prepare(photo, make_options(preset, "walk", 0, None), progress)
+    return subject_preview(prepared.subject, BODY), photo_summary(prepared)
+
+
+def make_avatar(
+    photo: str | None,
+    preset: str,
+    motion: str,
+    seed: float,
+    motion_file: str | None = None,
+    request: gr.Request = None,
+    progress=gr.Progress(track_tqdm=True),
+):
+    """API /make_avatar: one photo -> animation video, turntable video, avatar.ply,
+    avatar.persona, report (JSON)."""
+    prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
+    folder = new_job_folder(request)
+    report = finish_on_gpu(prepared, str(folder), progress)
+    files = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona")}
+    return files["animation.mp4"], files["turntable.mp4"], files["avatar.ply"], files["avatar.persona"], report, files["avatar.persona"]
+
+
+def animate(
+    avatar: str | None,
+    motion: str,
+    motion_file: str | None = None,
+    size: float = 384,
+    last_package: str | None = None,
+    request: gr.Request = None,
+    progress=gr.Progress(track_tqdm=True),
+):
+    """API /animate: a saved avatar.persona (or, with avatar=None, the one made last in this
+    session) performing a built-in motion or a motion file (.npz) -> video."""
+    package = avatar or (last_package if last_package and Path(last_package).is_file() else None)
+    if package is None:
+        raise gr.Error("Upload an avatar.persona file, or make an avatar first in the Make tab.", print_exception=False)
+    size = int(size or 384)
+    if not 128 <= size <= 1024:
+        raise gr.Error(f"The video size must be between 128 and 1024 pixels, not {size}.", print_exception=False)
+    motion = motion_file or motion or "walk"
+    with user_errors("reading the motion"):
+        name = get_motion(motion).name
+    output = new_job_folder(request) / f"animation-{name}.mp4"
+    return animate_on_gpu(str(package), motion, str(output), size, progress)
+
+
+# UI steps: first the check (CPU), shown at once; then the avatar (GPU).
+
+
+def ui_check(photo, preset, motion, seed, motion_file, progress=gr.Progress(track_tqdm=True)):
+    prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
+    return subject_preview(prepared.subject, BODY), prepared
+
+
+def ui_build(prepared: PreparedSubject | None, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+    if prepared is None:
+        raise gr.Error("The photo check expired; press the button again.", print_exception=False)
+    folder = new_job_folder(request)
+    report = finish_on_gpu(prepared, str(folder), progress)
+    return ui_outputs(folder, report)
+
+
+def ui_outputs(folder: Path, report: dict) -> tuple:
+    """Animation, turntable, 3D view, the download buttons, summary, report, the Animate
+    tab's avatar and the session's last package (in the order of BUILD_OUTPUTS)."""
+    path = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona", "report.json")}
+    return (
+        path["animation.mp4"], path["turntable.mp4"], path["avatar.ply"],
+        gr.DownloadButton(value=path["avatar.persona"], visible=True),
+        gr.DownloadButton(value=path["avatar.ply"], visible=True),
+        gr.DownloadButton(value=path["report.json"], visible=True),
+        summary_markdown(report), report, path["avatar.persona"], path["avatar.persona"],
+    )  # fmt: skip
+
+
+def example_make(photo: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    """An example photo with the default settings (cached after its first use)."""
+    prepared = prepare(photo, make_options("preview", "walk", 0, None), progress)
+    preview = subject_preview(prepared.subject, BODY)
+    folder = new_job_folder(request)
+    report = finish_on_gpu(prepared, str(folder), progress)
+    return (preview, *ui_outputs(folder, report)[:-1])
+
+
+# --- the UI ------------------------------------------------------------------------
+
+INTRO = """
+# PERSONA · one photo → an animatable 3D avatar
+Upload a photo of **one person, ideally head to feet**, facing the camera. We find the person,
+fit a 3D body, build 3D Gaussians on it, optimise them on your photo and animate them.
+You get clips, a 3D view and files (`avatar.ply` for splat viewers, `avatar.persona` to
+re-animate here or with `python -m persona animate`). The *preview* preset takes about a minute.
+"""
+
+# Outputs are created first (render=False) so the example can name them; placed below.
+check_image = gr.Image(label="Person and body fit found", interactive=False, height=300, elem_id="check", render=False)
+animation = gr.Video(label="Animation", autoplay=True, loop=True, height=320, elem_id="animation", render=False)
+turntable = gr.Video(label="Turntable", autoplay=True, loop=True, height=320, elem_id="turntable", render=False)
+viewer = gr.Model3D(label="3D Gaussians (avatar.ply): drag to turn", height=300, elem_id="viewer", render=False)
+package_button = gr.DownloadButton("avatar.persona", visible=False, size="sm", variant="primary", elem_id="download-persona", render=False)
+ply_button = gr.DownloadButton("avatar.ply", visible=False, size="sm", elem_id="download-ply", render=False)
+report_button = gr.DownloadButton("report.json", visible=False, size="sm", elem_id="download-report", render=False)
+summary = gr.Markdown(elem_id="summary", render=False)
+report = gr.JSON(label="report.json", render=False)
+avatar_file = gr.File(label="avatar.persona", file_types=[".persona"], elem_id="avatar-file", render=False)
+
+with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cache=(1800, 3600)) as demo:
+    gr.Markdown(INTRO)
+    prepared_state = gr.State(None, time_to_live=STATE_TTL_S)  # the CPU half, between the two UI steps
+    last_package = gr.State(None, time_to_live=STATE_TTL_S)  # avatar.persona made last in this session
+    build_outputs = [animation, turntable, viewer, package_button, ply_button, report_button, summary, report, avatar_file, last_package]
+
+    with gr.Tab("Make", id="make"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=300):
+                photo = gr.Image(
+                    type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                    label="Photo of one person", height=360, elem_id="photo",
+                )  # fmt: skip
+                preset = gr.Radio(
+                    list(PRESETS), value="preview", label="Preset",
+                    info="preview: ~14k Gaussians, quick · standard: ~55k · high: ~219k, slowest",
+                )  # fmt: skip
+                motion = gr.Dropdown(MOTION_CHOICES, value="walk", label="Motion")
+                with gr.Accordion("Advanced settings", open=False):
+                    seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                    motion_file = gr.File(label="Motion file (.npz), replaces the motion above", file_types=[".npz"], height=90)
+                make_button = gr.Button("Make the avatar", variant="primary", elem_id="make-button")
+                gr.Examples(
+                    EXAMPLES, inputs=[photo], outputs=[check_image, *build_outputs[:-1]], fn=example_make,
+                    label="Example (preview preset, walk; cached after its first use)", cache_examples=True, cache_mode="lazy",
+                )  # fmt: skip
+            with gr.Column(scale=5, min_width=320):
+                check_image.render()
+                animation.render()
+                with gr.Row():
+                    package_button.render()
+                    ply_button.render()
+                    report_button.render()
+            with gr.Column(scale=5, min_width=320):
+                turntable.render()
+                viewer.render()
+        summary.render()
+        with gr.Accordion("Report (JSON)", open=False):
+            report.render()
+
+    with gr.Tab("Animate", id="animate"):
+        gr.Markdown(
+            "Give a saved **avatar.persona** (the one you just made is already here) a new motion: "
+            "no re-optimisation, a new clip in seconds."
+        )
+        with gr.Row():
+            with gr.Column():
+                avatar_file.render()
+                animate_motion = gr.Dropdown(MOTION_CHOICES, value="jump", label="Motion")
+                with gr.Accordion("Advanced settings", open=False):
+                    animate_motion_file = gr.File(label="Motion file (.npz), replaces the motion above", file_types=[".npz"], height=90)
+                    size = gr.Slider(128, 1024, value=384, step=64, label="Video size (pixels)")
+                animate_button = gr.Button("Animate", variant="primary", elem_id="animate-button")
+            with gr.Column():
+                animate_video = gr.Video(label="New clip", autoplay=True, loop=True, elem_id="animate-video")
+
+    # The UI: check first (the preview appears after a few seconds), then the avatar.
+    make_button.click(
+        ui_check, [photo, preset, motion, seed, motion_file], [check_image, prepared_state],
+        api_visibility="private", concurrency_id="make", concurrency_limit=CONCURRENCY,
+    ).success(
+        ui_build, [prepared_state], build_outputs,
+        api_visibility="private", concurrency_id="make", concurrency_limit=CONCURRENCY,
+    )  # fmt: skip
+
+    # API-only endpoints, on hidden triggers (their inputs come from the client).
+    with gr.Row(visible=False):
+        api_photo = gr.File(label="photo")
+        api_make = gr.Button("make_avatar")
+        api_check = gr.Button("check_photo")
+        api_summary = gr.JSON(label="summary")
+    api_make.click(
+        make_avatar, [api_photo, preset, motion, seed, motion_file], [animation, turntable, viewer, avatar_file, report, last_package],
+        api_name="make_avatar", concurrency_id="make", concurrency_limit=CONCURRENCY,
+    )  # fmt: skip
+    api_check.click(check_photo, [api_photo, preset], [check_image, api_summary], api_name="check_photo", concurrency_id="make")
+    animate_button.click(
+        animate, [avatar_file, animate_motion, animate_motion_file, size, last_package], [animate_video],
+        api_name="animate", concurrency_id="animate", concurrency_limit=CONCURRENCY,
+    )  # fmt: skip
+    demo.unload(end_session)
+
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    demo.queue(max_size=QUEUE_SIZE).launch()

@@ -73,7 +73,7 @@ def training_step(s, camera, joints: int = 104):
     quats = torch.zeros(n, 4, device="cuda")
     quats[:, 0] = 1
     opacities = torch.full((n,), 0.99, device="cuda")
-    optimizer = torch.optim.Adam([offsets, log_scales, color_logits], lr=1e-3)
+    optimizer = torch.optim.Adam([offsets, log_scales, color_logits], lr=1e-3, fused=True)
     target = torch.rand(camera.height, camera.width, 3, device="cuda", generator=g)
     mask = (torch.rand(camera.height, camera.width, device="cuda", generator=g) > 0.5).float()
     white = torch.ones(3, device="cuda")

@@ -6,23 +6,26 @@ import torch
 import torch.nn.functional as F
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
+def _gaussian_kernel(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
+    """(size,) normalised 1D Gaussian."""
     x = torch.arange(size, dtype=dtype) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tensor:
-    """Mean SSIM of two images (H, W, C) in [0, 1]."""
+    """Mean SSIM of two images (H, W, C) in [0, 1] (11x11 Gaussian window, sigma 1.5, zero
+    padding, as 3DGS). The window is separable: the five local moments are blurred together
+    by one vertical and one horizontal 1D convolution."""
     C = a.shape[-1]
     x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
-    w = _gaussian_window(window_size, dtype=a.dtype).to(a.device).expand(C, 1, window_size, window_size)
-    blur = lambda t: F.conv2d(t, w, padding=window_size // 2, groups=C)  # noqa: E731
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    moments = torch.cat([x, y, x * x, y * y, x * y], 1)  # (1, 5C, H, W)
+    k = _gaussian_kernel(window_size, dtype=a.dtype).to(a.device)
+    pad = window_size // 2
+    blurred = F.conv2d(moments, k.view(1, 1, -1, 1).expand(5 * C, 1, -1, 1), padding=(pad, 0), groups=5 * C)
+    blurred = F.conv2d(blurred, k.view(1, 1, 1, -1).expand(5 * C, 1, 1, -1), padding=(0, pad), groups=5 * C)
+    mu_x, mu_y, xx, yy, xy = blurred.split(C, 1)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)

@@ -126,7 +126,8 @@ def optimize_on_photo(
             {"params": [offsets], "lr": config.lr_offsets},
             {"params": [log_scales], "lr": config.lr_scales},
             {"params": [color_logits], "lr": config.lr_colors},
-        ]
+        ],
+        fused=offsets.is_cuda,  # one kernel for all parameters on the GPU
     )
     decay_step = int(config.decay_at * config.iterations)
     stats = TrainStats(0.0, config.iterations)
