@@ -41,15 +41,14 @@ def bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceB
     F = faces.shape[0]
     face_ids, barys = [], []
 
-    # 1. Vertices: each bound to one face that uses it.
-    corner_face = torch.full((num_vertices,), -1, dtype=torch.long)
-    corner_slot = torch.zeros(num_vertices, dtype=torch.long)
-    for slot in range(3):
-        corner_face[faces[:, slot]] = torch.arange(F)
-        corner_slot[faces[:, slot]] = slot
-    used = corner_face >= 0
-    face_ids.append(corner_face[used])
-    barys.append(torch.nn.functional.one_hot(corner_slot[used], 3).float())
+    # 1. Vertices: each bound to the first face (lowest index) that uses it. A reduction,
+    #    not an indexed assignment, whose winner among duplicates would be unspecified.
+    corner_key = torch.full((num_vertices,), 3 * F, dtype=torch.long)  # 3 * face + slot
+    keys = 3 * torch.arange(F)[:, None] + torch.arange(3)[None]  # (F, 3)
+    corner_key.scatter_reduce_(0, faces.reshape(-1), keys.reshape(-1), reduce="amin")
+    used = corner_key < 3 * F
+    face_ids.append(corner_key[used] // 3)
+    barys.append(torch.nn.functional.one_hot(corner_key[used] % 3, 3).float())
 
     if n > 1:
         # 2. Interior points of each unique edge, bound to one face holding the edge.
