@@ -49,13 +49,13 @@ from persona.config import PRESETS
 from persona.errors import PersonaError
 from persona.generate.motions import DESCRIPTIONS, MOTIONS, get_motion
 from persona.pipeline import (
-    LICENCES,
     MakeOptions,
     PreparedSubject,
     animate_avatar,
     finish_avatar,
     prepare_subject,
     subject_preview,
+    viewer_ply,
 )
 
 log = logging.getLogger("persona.app")
@@ -65,7 +65,9 @@ EXAMPLES = [str(HERE / "examples" / name) for name in ("person_full.jpg", "perso
 
 SESSIONS = Path(os.environ["GRADIO_TEMP_DIR"]) / "persona-sessions"
 SESSION_MAX_AGE_S = 6 * 3600  # folders of sessions that never closed (a killed client) go after this
-JOBS_KEPT_PER_SESSION = 3  # older job folders of a session are removed when a new job starts
+# Job folders kept per session and kind (the newest avatar job holds the session's last
+# avatar, which /animate reuses); older ones are removed when a new job starts.
+JOBS_KEPT = {"avatar": 3, "clip": 5}
 STATE_TTL_S = 3600  # server-side session values (the prepared subject, the last avatar)
 # Cached example outputs live outside the clone, keyed by this file's content so that a
 # changed app never serves outputs cached by an older one.
@@ -88,6 +90,8 @@ MAX_GPU_SECONDS = 300
 
 BODY = load_anny("cpu")  # once per process (the first build takes about a minute)
 MOTION_CHOICES = [(f"{name}: {DESCRIPTIONS.get(name, '')}", name) for name in MOTIONS]
+MOTION_FILE_TYPES = [".npz", ".bvh"]  # what `persona.generate.motions.get_motion` reads
+MOTION_FILE_LABEL = "Motion file (.npz: ours or SMPL-X/AMASS; .bvh), replaces the motion above"
 
 
 # --- errors, sessions, folders -------------------------------------------------------
@@ -119,20 +123,25 @@ def session_folder(request: gr.Request | None) -> Path:
     return SESSIONS / sha256(session.encode()).hexdigest()[:24]
 
 
-def new_job_folder(request: gr.Request | None) -> Path:
-    """A fresh folder for one job; prunes this session's old jobs and stale sessions."""
+def new_job_folder(request: gr.Request | None, kind: str) -> Path:
+    """A fresh folder for one job of `kind` ("avatar" or "clip"); prunes this session's
+    older jobs of that kind and the folders of stale sessions."""
     now = time.time()
     if SESSIONS.is_dir():
         for folder in SESSIONS.iterdir():
-            if now - folder.stat().st_mtime > SESSION_MAX_AGE_S:
+            try:
+                stale = now - folder.stat().st_mtime > SESSION_MAX_AGE_S
+            except FileNotFoundError:  # removed meanwhile by its own session's end
+                continue
+            if stale:
                 log.info("removing the stale session folder %s", folder.name)
                 shutil.rmtree(folder, ignore_errors=True)
     session = session_folder(request)
-    job = session / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    job = session / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     job.mkdir(parents=True)
     session.touch()
-    jobs = sorted((p for p in session.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for old in jobs[:-JOBS_KEPT_PER_SESSION]:
+    jobs = sorted((p for p in job.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in jobs[: -JOBS_KEPT[kind]]:
         shutil.rmtree(old, ignore_errors=True)
     return job
 
@@ -199,6 +208,11 @@ def prepare(photo: str | None, options: MakeOptions, progress: gr.Progress) -> P
         return prepare_subject(need_photo(photo), options, reporter(progress))
 
 
+def preview(prepared: PreparedSubject):
+    with user_errors("drawing the body fit"):
+        return subject_preview(prepared.subject, BODY)
+
+
 def summary_markdown(report: dict) -> str:
     """A short human report: size, time per stage, quality, warnings, licences."""
     seconds = report["seconds"]
@@ -234,7 +248,7 @@ def photo_summary(prepared: PreparedSubject) -> dict:
 def check_photo(photo: str | None, preset: str, progress=gr.Progress(track_tqdm=True)):
     """API /check_photo: the person and body fit found in the photo, and a summary. CPU only."""
     prepared = prepare(photo, make_options(preset, "walk", 0, None), progress)
-    return subject_preview(prepared.subject, BODY), photo_summary(prepared)
+    return preview(prepared), photo_summary(prepared)
 
 
 def make_avatar(
@@ -249,7 +263,7 @@ def make_avatar(
     """API /make_avatar: one photo -> animation video, turntable video, avatar.ply,
     avatar.persona, report (JSON)."""
     prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
-    folder = new_job_folder(request)
+    folder = new_job_folder(request, "avatar")
     report = finish_on_gpu(prepared, str(folder), progress)
     files = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona")}
     return files["animation.mp4"], files["turntable.mp4"], files["avatar.ply"], files["avatar.persona"], report, files["avatar.persona"]
@@ -265,7 +279,7 @@ def animate(
     progress=gr.Progress(track_tqdm=True),
 ):
     """API /animate: a saved avatar.persona (or, with avatar=None, the one made last in this
-    session) performing a built-in motion or a motion file (.npz) -> video."""
+    session) performing a built-in motion or a motion file (.npz, .bvh) -> video."""
     package = avatar or (last_package if last_package and Path(last_package).is_file() else None)
     if package is None:
         raise gr.Error("Upload an avatar.persona file, or make an avatar first in the Make tab.", print_exception=False)
@@ -275,7 +289,7 @@ def animate(
     motion = motion_file or motion or "walk"
     with user_errors("reading the motion"):
         name = get_motion(motion).name
-    output = new_job_folder(request) / f"animation-{name}.mp4"
+    output = new_job_folder(request, "clip") / f"animation-{name}.mp4"
     return animate_on_gpu(str(package), motion, str(output), size, progress)
 
 
@@ -284,26 +298,27 @@ def animate(
 
 def ui_check(photo, preset, motion, seed, motion_file, progress=gr.Progress(track_tqdm=True)):
     prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
-    return subject_preview(prepared.subject, BODY), prepared
+    return preview(prepared), prepared
 
 
 def ui_build(prepared: PreparedSubject | None, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
     if prepared is None:
         raise gr.Error("The photo check expired; press the button again.", print_exception=False)
-    folder = new_job_folder(request)
+    folder = new_job_folder(request, "avatar")
     report = finish_on_gpu(prepared, str(folder), progress)
     return ui_outputs(folder, report)
 
 
 def ui_outputs(folder: Path, report: dict) -> tuple:
-    """Animation, turntable, 3D view, the download buttons, summary, report, the Animate
-    tab's avatar and the session's last package (in the order of BUILD_OUTPUTS)."""
+    """Animation, turntable, 3D view, the downloads, summary, report, the Animate tab's
+    avatar and the session's last package (in the order of `build_outputs`). Plain values,
+    no component updates: lazily cached examples cannot replay updates in gradio 6.31."""
     path = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona", "report.json")}
+    with user_errors("preparing the 3D view"):
+        view = viewer_ply(folder / "avatar.ply", folder / "avatar_viewer.ply")  # Model3D's viewer is Y-down
+    files = [path[name] for name in ("avatar.persona", "avatar.ply", "animation.mp4", "turntable.mp4", "report.json")]
     return (
-        path["animation.mp4"], path["turntable.mp4"], path["avatar.ply"],
-        gr.DownloadButton(value=path["avatar.persona"], visible=True),
-        gr.DownloadButton(value=path["avatar.ply"], visible=True),
-        gr.DownloadButton(value=path["report.json"], visible=True),
+        path["animation.mp4"], path["turntable.mp4"], str(view), files,
         summary_markdown(report), report, path["avatar.persona"], path["avatar.persona"],
     )  # fmt: skip
 
@@ -311,10 +326,10 @@ def ui_outputs(folder: Path, report: dict) -> tuple:
 def example_make(photo: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     """An example photo with the default settings (cached after its first use)."""
     prepared = prepare(photo, make_options("preview", "walk", 0, None), progress)
-    preview = subject_preview(prepared.subject, BODY)
-    folder = new_job_folder(request)
+    check = preview(prepared)
+    folder = new_job_folder(request, "avatar")
     report = finish_on_gpu(prepared, str(folder), progress)
-    return (preview, *ui_outputs(folder, report)[:-1])
+    return (check, *ui_outputs(folder, report)[:-1])
 
 
 # --- the UI ------------------------------------------------------------------------
@@ -330,11 +345,9 @@ re-animate here or with `python -m persona animate`). The *preview* preset takes
 # Outputs are created first (render=False) so the example can name them; placed below.
 check_image = gr.Image(label="Person and body fit found", interactive=False, height=300, elem_id="check", render=False)
 animation = gr.Video(label="Animation", autoplay=True, loop=True, height=320, elem_id="animation", render=False)
-turntable = gr.Video(label="Turntable", autoplay=True, loop=True, height=320, elem_id="turntable", render=False)
-viewer = gr.Model3D(label="3D Gaussians (avatar.ply): drag to turn", height=300, elem_id="viewer", render=False)
-package_button = gr.DownloadButton("avatar.persona", visible=False, size="sm", variant="primary", elem_id="download-persona", render=False)
-ply_button = gr.DownloadButton("avatar.ply", visible=False, size="sm", elem_id="download-ply", render=False)
-report_button = gr.DownloadButton("report.json", visible=False, size="sm", elem_id="download-report", render=False)
+turntable = gr.Video(label="Turntable", autoplay=True, loop=True, height=300, elem_id="turntable", render=False)
+viewer = gr.Model3D(label="3D Gaussians (avatar.ply): drag to turn", height=420, elem_id="viewer", render=False)
+downloads = gr.File(label="Download the avatar", file_count="multiple", interactive=False, elem_id="downloads", render=False)
 summary = gr.Markdown(elem_id="summary", render=False)
 report = gr.JSON(label="report.json", render=False)
 avatar_file = gr.File(label="avatar.persona", file_types=[".persona"], elem_id="avatar-file", render=False)
@@ -343,7 +356,7 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
     gr.Markdown(INTRO)
     prepared_state = gr.State(None, time_to_live=STATE_TTL_S)  # the CPU half, between the two UI steps
     last_package = gr.State(None, time_to_live=STATE_TTL_S)  # avatar.persona made last in this session
-    build_outputs = [animation, turntable, viewer, package_button, ply_button, report_button, summary, report, avatar_file, last_package]
+    build_outputs = [animation, turntable, viewer, downloads, summary, report, avatar_file, last_package]
 
     with gr.Tab("Make", id="make"):
         with gr.Row(equal_height=False):
@@ -359,7 +372,7 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
                 motion = gr.Dropdown(MOTION_CHOICES, value="walk", label="Motion")
                 with gr.Accordion("Advanced settings", open=False):
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                    motion_file = gr.File(label="Motion file (.npz), replaces the motion above", file_types=[".npz"], height=90)
+                    motion_file = gr.File(label=MOTION_FILE_LABEL, file_types=MOTION_FILE_TYPES, height=90)
                 make_button = gr.Button("Make the avatar", variant="primary", elem_id="make-button")
                 gr.Examples(
                     EXAMPLES, inputs=[photo], outputs=[check_image, *build_outputs[:-1]], fn=example_make,
@@ -368,10 +381,7 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
             with gr.Column(scale=5, min_width=320):
                 check_image.render()
                 animation.render()
-                with gr.Row():
-                    package_button.render()
-                    ply_button.render()
-                    report_button.render()
+                downloads.render()
             with gr.Column(scale=5, min_width=320):
                 turntable.render()
                 viewer.render()
@@ -389,7 +399,7 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
                 avatar_file.render()
                 animate_motion = gr.Dropdown(MOTION_CHOICES, value="jump", label="Motion")
                 with gr.Accordion("Advanced settings", open=False):
-                    animate_motion_file = gr.File(label="Motion file (.npz), replaces the motion above", file_types=[".npz"], height=90)
+                    animate_motion_file = gr.File(label=MOTION_FILE_LABEL, file_types=MOTION_FILE_TYPES, height=90)
                     size = gr.Slider(128, 1024, value=384, step=64, label="Video size (pixels)")
                 animate_button = gr.Button("Animate", variant="primary", elem_id="animate-button")
             with gr.Column():
@@ -404,17 +414,22 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
         api_visibility="private", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
 
-    # API-only endpoints, on hidden triggers (their inputs come from the client).
+    # API-only endpoints on hidden triggers; their inputs come from the client, and their
+    # hidden outputs name the returned values in the API page.
     with gr.Row(visible=False):
         api_photo = gr.File(label="photo")
         api_make = gr.Button("make_avatar")
         api_check = gr.Button("check_photo")
-        api_summary = gr.JSON(label="summary")
+        api_outputs = [
+            gr.Video(label="animation"), gr.Video(label="turntable"), gr.File(label="avatar_ply"),
+            gr.File(label="avatar_persona"), gr.JSON(label="report"),
+        ]  # fmt: skip
+        api_preview, api_summary = gr.Image(label="preview"), gr.JSON(label="summary")
     api_make.click(
-        make_avatar, [api_photo, preset, motion, seed, motion_file], [animation, turntable, viewer, avatar_file, report, last_package],
+        make_avatar, [api_photo, preset, motion, seed, motion_file], [*api_outputs, last_package],
         api_name="make_avatar", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
-    api_check.click(check_photo, [api_photo, preset], [check_image, api_summary], api_name="check_photo", concurrency_id="make")
+    api_check.click(check_photo, [api_photo, preset], [api_preview, api_summary], api_name="check_photo", concurrency_id="make")
     animate_button.click(
         animate, [avatar_file, animate_motion, animate_motion_file, size, last_package], [animate_video],
         api_name="animate", concurrency_id="animate", concurrency_limit=CONCURRENCY,

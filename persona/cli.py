@@ -85,15 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("image", type=Path, help="photo of one person (JPEG, PNG, WebP, ...)")
     make.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     make.add_argument("--preset", choices=list(PRESETS), default="preview")
-    make.add_argument("--motion", default="walk", help="built-in motion name or a motion .npz (see `persona motions`)")
+    make.add_argument(
+        "--motion", default="walk",
+        help="built-in motion name (see `persona motions`) or a motion file: .npz (ours, AMASS-style, SMPL-X parameters), "
+        "a folder of per-frame SMPL-X .npz, or .bvh",
+    )  # fmt: skip
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    make.add_argument("--body", choices=["anny", "smplx"], default="anny", help="body model (default anny, embedded)")
+    make.add_argument("--body-model", type=Path, default=None, help="SMPL-X: SMPLX_NEUTRAL.npz or its folder (your own download)")
 
     animate = sub.add_parser("animate", help="animate a saved avatar")
     animate.add_argument("avatar", type=Path, help="avatar.persona")
-    animate.add_argument("--motion", default="walk")
+    animate.add_argument("--motion", default="walk", help="built-in motion name or a motion file (.npz, .bvh, folder)")
     animate.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     animate.add_argument("--size", type=int, default=512, help="frame size in pixels")
+    animate.add_argument("--body-model", type=Path, default=None, help="SMPL-X avatars: SMPLX_NEUTRAL.npz or its folder")
 
     sub.add_parser("motions", help="list the built-in motions")
 
@@ -110,7 +117,10 @@ def _make(args) -> None:
 
     if args.output.exists() and not args.output.is_dir():
         raise PersonaError(f"The output '{args.output}' exists and is not a folder.")
-    options = MakeOptions(preset=args.preset, motion=args.motion, seed=args.seed, device=args.device)
+    options = MakeOptions(
+        preset=args.preset, motion=args.motion, seed=args.seed, device=args.device,
+        body=args.body, body_model=str(args.body_model) if args.body_model else None,
+    )  # fmt: skip
     result = make_avatar(args.image, args.output, options, TerminalProgress())
     r = result.report
     print(f"avatar: {r.num_gaussians} Gaussians in {r.seconds['total']:.0f} s (preset {r.preset})")
@@ -130,15 +140,17 @@ def _animate(args) -> None:
     if not 64 <= args.size <= 2048:
         raise PersonaError("--size must be between 64 and 2048 pixels.")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress())
+    path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress(), args.body_model)
     print(path)
 
 
 def _motions(args) -> None:
-    from persona.generate.motions import DESCRIPTIONS
+    from persona.generate.motions import DESCRIPTIONS, stored_motions
 
     for name, text in DESCRIPTIONS.items():
         print(f"{name:<12} {text}")
+    for name, path in stored_motions().items():
+        print(f"{name:<12} stored motion ({path.name})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from persona.avatar.animate import ClipConfig
 from persona.avatar.texture import TextureConfig
 from persona.avatar.train import AvatarConfig
+from persona.generate.generator import GenerateConfig
 from persona.perceive.fit import FitConfig
 from persona.perceive.person import PerceiveConfig
 
@@ -28,6 +29,7 @@ class Preset:
     texture: TextureConfig = field(default_factory=TextureConfig)
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 
 PRESETS: dict[str, Preset] = {
@@ -36,12 +38,14 @@ PRESETS: dict[str, Preset] = {
         input=InputConfig(train_size=320),
         avatar=AvatarConfig(subdivision=0, iterations=150),
         clip=ClipConfig(size=384, turntable_frames=48),
+        generate=GenerateConfig(frames_per_motion=12, resolution=256),
     ),
     "standard": Preset(
         "standard",
         input=InputConfig(train_size=448),
         avatar=AvatarConfig(subdivision=1, iterations=300),
         clip=ClipConfig(size=512, turntable_frames=72),
+        generate=GenerateConfig(frames_per_motion=24, resolution=384),
     ),
     "high": Preset(
         "high",
@@ -49,6 +53,7 @@ PRESETS: dict[str, Preset] = {
         fit=FitConfig(steps=400),
         avatar=AvatarConfig(subdivision=2, iterations=600),
         clip=ClipConfig(size=768, turntable_frames=96),
+        generate=GenerateConfig(motions=("walk", "dance", "jump", "wave"), frames_per_motion=36, resolution=512),
     ),
 }
 

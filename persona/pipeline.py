@@ -19,21 +19,25 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import persona
 from persona.avatar.animate import ClipConfig, render_motion, render_turntable
 from persona.avatar.losses import iou, psnr
 from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
-from persona.avatar.storage import export_ply, load_avatar, save_avatar
-from persona.avatar.texture import HEAD_JOINTS, VertexColors, project_texture
+from persona.avatar.storage import AVATAR_SCHEMA, export_ply, load_avatar, save_avatar
+from persona.avatar.texture import VertexColors, project_texture
 from persona.avatar.train import TrainStats, initial_avatar, optimize_on_photo
-from persona.body.anny_model import load_anny
+from persona.body.registry import BODY_LICENCES, load_body
 from persona.body.model import BodyModel
 from persona.config import Preset, get_preset
 from persona.errors import PersonaError
+from persona.generate.generator import GenerationInputs, generate_training_set
 from persona.generate.motions import get_motion
+from persona.generate.training_set import TrainingFrame, TrainingSet
 from persona.io.image import ImageSource, LoadedImage, load_image
+from persona.io.package import read_package
+from persona.io.ply import read_gaussian_ply, write_gaussian_ply
 from persona.io.video import write_png_rgba, write_video
 from persona.perceive.fit import BodyFit, fit_body
 from persona.perceive.keypoints import COCO23_FIT_WEIGHTS, mediapipe_to_coco23
@@ -50,12 +54,20 @@ LICENCES = {
 }
 
 
+def licences_for(body: BodyModel) -> dict[str, str]:
+    """`LICENCES` with the body model actually used (SMPL-X: the user's own licence)."""
+    others = {k: v for k, v in LICENCES.items() if k not in BODY_LICENCES["anny"]}
+    return {**BODY_LICENCES[body.name], **others}
+
+
 @dataclass
 class MakeOptions:
     preset: str = "preview"
-    motion: str = "walk"  # built-in motion name or a motion .npz
+    motion: str = "walk"  # built-in motion name or a motion file (see `get_motion`)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    body: str = "anny"  # anny | smplx (see `persona.body.registry`)
+    body_model: str | None = None  # SMPL-X: the model file or folder (user-supplied)
 
 
 @dataclass
@@ -105,6 +117,9 @@ class Report:
     licences: dict[str, str]
     fit_loss: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    generator: str = "none"  # the backend that made the generated training frames
+    generated_frames: int = 0
+    generator_motions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -162,7 +177,7 @@ class _Stages:
 def texture_subject(body: BodyModel, image: LoadedImage, perception: Perception, fit: BodyFit, preset: Preset) -> VertexColors:
     with torch.no_grad():
         posed = body.forward(fit.shape[None], fit.pose).vertices[0]
-    head = body.skin_weights[:, [body.joint_index(j) for j in HEAD_JOINTS]].sum(1) > 0.5
+    head = body.skin_weights[:, [body.joint_index(j) for j in body.head_joints]].sum(1) > 0.5
     return project_texture(
         posed, body.faces, head, fit.camera, torch.from_numpy(image.rgb), torch.from_numpy(perception.mask), preset.texture
     )
@@ -197,6 +212,25 @@ def build_avatar(subject: Subject, body: BodyModel, preset: Preset, progress: Pr
     return avatar, rig, stats, metrics
 
 
+def generate_frames(
+    subject: Subject, body: BodyModel, avatar: GaussianAvatar, rig: AvatarRig, preset: Preset, seed: int,
+    progress: Progress | None = None,
+) -> TrainingSet:
+    """The training set: the photo (at the training size) and the generated clips, made by the
+    preset's generator backend (`synth` by default: the first avatar in the driving poses).
+    The avatar optimisation does not use the generated frames yet (issue 6 will)."""
+    fit, image = subject.fit, subject.image
+    W, H = image.size
+    camera = fit.camera.scaled(min(1.0, preset.input.train_size / max(W, H)))
+    size = (camera.width, camera.height)
+    photo = TrainingFrame(
+        _resized(image.rgb, size).clamp(0, 1), _resized(subject.perception.mask, size).clamp(0, 1), fit.pose, camera,
+        captured=True, motion="photo",
+    )  # fmt: skip
+    inputs = GenerationInputs(photo, body, fit.shape, avatar, rig)
+    return generate_training_set(inputs, preset.generate, seed, progress)
+
+
 def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tuple[int, int], max_size: int) -> np.ndarray:
     """RGBA (H, W, 4) float of the avatar seen from the photo's camera, at the oriented
     input's size (rendered at most `max_size` on the long side, then resized)."""
@@ -216,7 +250,7 @@ def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tup
 
 # Relative weight of each stage in the progress bar (both halves of `make_avatar` use it).
 _PROGRESS_PLAN = {
-    "load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "export": 2, "animation": 20, "turntable": 15,
+    "load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "generate": 5, "export": 2, "animation": 20, "turntable": 15,
 }  # fmt: skip
 
 
@@ -241,7 +275,7 @@ def prepare_subject(image: ImageSource, options: MakeOptions = MakeOptions(), pr
     torch.manual_seed(options.seed)
     stages = _Stages(progress, _PROGRESS_PLAN)
     loaded = stages.run("load", "reading the photo", load_image, image, preset.input.max_pixels, preset.input.working_size)
-    body = stages.run("body_model", "loading the body model", load_anny, "cpu")
+    body = stages.run("body_model", "loading the body model", load_body, options.body, options.body_model)
     perception = stages.run("perceive", "finding the person", perceive_person, loaded.rgb, preset.perceive, loaded.alpha)
     fit = stages.run(
         "fit", "fitting the body", fit_body, body, mediapipe_to_coco23(perception.body), perception.mask, preset.fit, COCO23_FIT_WEIGHTS
@@ -264,13 +298,17 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded, perception, fit = subject.image, subject.perception, subject.fit
-    body = load_anny("cpu")  # built once per process (timed in `prepare_subject`)
+    body = load_body(options.body, options.body_model)  # built once per process (timed in `prepare_subject`)
 
     avatar, rig, train_stats, metrics = stages.run(
         "avatar", "optimising the avatar on the photo", build_avatar, subject, body, preset, stages.sub("avatar")
     )
+    training_set = stages.run(
+        "generate", f"generating training frames ('{preset.generate.backend}')", generate_frames,
+        subject, body, avatar, rig, preset, options.seed, stages.sub("generate"),
+    )  # fmt: skip
     versions_used = versions()
-    manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": LICENCES}
+    manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": licences_for(body)}
 
     def export() -> OutputFiles:
         files = OutputFiles(
@@ -293,8 +331,9 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
         original_size=loaded.original_size, working_size=loaded.size, num_gaussians=avatar.num_gaussians,
         seconds={**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}, metrics=metrics,
         people_found=perception.people_found, cut_off=perception.cut_off,
-        warnings=list(loaded.notes) + list(perception.warnings), versions=versions_used, licences=LICENCES,
+        warnings=list(loaded.notes) + list(perception.warnings), versions=versions_used, licences=licences_for(body),
         fit_loss=fit.history, train_loss=train_stats.losses,
+        generator=training_set.backend, generated_frames=training_set.num_generated, generator_motions=training_set.motions,
     )  # fmt: skip
     files.report.write_text(json.dumps(asdict(report), indent=2, default=str))
     if progress:
@@ -313,16 +352,23 @@ def make_avatar(
     return finish_avatar(prepare_subject(image, options, progress), output_dir, progress)
 
 
+def package_body_name(package: str | Path | bytes) -> str:
+    """The body model an avatar package was made on (its manifest's `body_model`)."""
+    return str(read_package(package, AVATAR_SCHEMA).manifest.get("body_model", "anny"))
+
+
 def animate_avatar(
     package: str | Path | bytes,
     motion_name: str,
     output: str | Path,
     clip: ClipConfig = ClipConfig(),
     progress: Progress | None = None,
+    body_model: str | None = None,
 ) -> Path:
-    """Render a saved avatar performing a motion into an MP4 at `output`."""
+    """Render a saved avatar performing a motion into an MP4 at `output`. The body model is the
+    one the avatar was made on; an SMPL-X avatar needs `body_model` (the SMPL-X model file)."""
     motion = get_motion(motion_name)
-    body = load_anny("cpu")
+    body = load_body(package_body_name(package), body_model)
     avatar = load_avatar(package, body)
     rig = AvatarRig(body, avatar)
     return write_video(output, render_motion(avatar, rig, motion, clip, progress), round(motion.fps))
@@ -332,8 +378,6 @@ def subject_preview(subject: Subject, body: BodyModel, body_opacity: float = 0.5
     """What perception and the body fit found, to check at a glance: the photo dimmed outside
     the person mask, the fitted body shaded on top (`body_opacity`), the detected keypoints as
     green dots. Returns (H, W, 3) uint8 at the working image size."""
-    from PIL import ImageDraw
-
     image, perception, fit = subject.image, subject.perception, subject.fit
     mask = perception.mask[..., None]
     base = image.rgb * (0.3 + 0.7 * mask)  # (H, W, 3)
@@ -361,3 +405,17 @@ def subject_preview(subject: Subject, body: BodyModel, body_opacity: float = 0.5
         if visibility >= 0.5:
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(40, 220, 90), outline=(0, 0, 0))
     return np.asarray(out)
+
+
+def viewer_ply(source: str | Path, output: str | Path, height: float = 1.4) -> Path:
+    """A display copy of `avatar.ply` for web splat viewers in the INRIA scene convention
+    (Y down, e.g. gsplat.js in Gradio's Model3D): turned 180 degrees about X, centred on its
+    bounding box and scaled to `height` units, so that the whole avatar stands upright in the
+    viewer's default camera (5 units away). `avatar.ply` itself stays Y-up, in metres."""
+    ply = read_gaussian_ply(source)
+    means = ply.means * np.array([1.0, -1.0, -1.0], dtype=np.float32)  # (N, 3)
+    means -= (means.max(0) + means.min(0)) / 2
+    factor = height / max(float(np.ptp(means[:, 1])), 1e-6)
+    w, x, y, z = ply.quats.T
+    quats = np.stack([-x, w, -z, y], 1)  # (N, 4) WXYZ: (0, 1, 0, 0) * q, the same turn
+    return write_gaussian_ply(output, means * factor, ply.scales * factor, quats, ply.opacities, ply.colors)

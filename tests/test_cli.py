@@ -59,6 +59,12 @@ def test_report_and_input_view_match_the_photo(made):
     assert 0.05 < (alpha > 127).mean() < 0.9  # the person covers part of the frame
 
 
+def test_report_names_the_training_video_generator(made):
+    report = json.loads((made[0] / "report.json").read_text())
+    assert report["generator"] == "synth" and report["generator_motions"] == ["walk", "dance"]
+    assert report["generated_frames"] == 24 and "generate" in report["seconds"]
+
+
 def test_clips_are_h264_and_stay_human_shaped(made):
     out, _ = made
     for name in ("animation.mp4", "turntable.mp4"):
@@ -123,3 +129,4 @@ def test_a_corrupt_package_is_refused(tmp_path, body):
     assert result.returncode == 2 and result.stderr.startswith("persona: error: ")
     with pytest.raises(PersonaError):
         load_avatar(bad, body)
+

@@ -27,6 +27,19 @@ ANNY_TO_WORLD = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]
 
 SHAPE_NAMES = ["gender", "age", "muscle", "weight", "height", "proportions"]
 
+# Joints the photo fit may rotate, with the strength of their prior (higher = stiffer).
+FIT_JOINTS: dict[str, float] = {
+    "spine05": 4.0, "spine04": 4.0, "spine03": 4.0, "spine02": 4.0, "spine01": 4.0,
+    "neck01": 2.0, "neck02": 2.0, "head": 1.0,
+    "clavicle.L": 4.0, "clavicle.R": 4.0,
+    "upperarm01.L": 0.3, "upperarm01.R": 0.3, "lowerarm01.L": 0.3, "lowerarm01.R": 0.3,
+    "wrist.L": 1.0, "wrist.R": 1.0,
+    "upperleg01.L": 0.5, "upperleg01.R": 0.5, "lowerleg01.L": 0.5, "lowerleg01.R": 0.5,
+    "foot.L": 1.0, "foot.R": 1.0,
+}  # fmt: skip
+KNEE_JOINTS = ("lowerleg01.L", "lowerleg01.R")
+HEAD_JOINTS = ("head", "neck02", "neck03", "eye.L", "eye.R")
+
 
 def _homogeneous(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """R: (..., 3, 3), t: (..., 3) -> (..., 4, 4)."""
@@ -41,6 +54,9 @@ class AnnyBody(BodyModel):
     """anny's default full-body model (13,718 vertices, 104 bones) in float32."""
 
     name = "anny"
+    fit_joints = FIT_JOINTS
+    knee_joints = KNEE_JOINTS
+    head_joints = HEAD_JOINTS
 
     def __init__(self, device: torch.device | str = "cpu"):
         import warp  # anny's skinning kernels; silence its start-up banner
@@ -77,6 +93,12 @@ class AnnyBody(BodyModel):
             shape, torch.zeros(shape.shape[0], 0, device=shape.device), torch.zeros(shape.shape[0], 0, device=shape.device)
         )
         return self._to_world(self._anny.get_rest_vertices(coeffs))
+
+    def rest_joints(self, shape: torch.Tensor) -> torch.Tensor:
+        coeffs = self._anny._get_phenotype_blendshape_coefficients(
+            shape, torch.zeros(shape.shape[0], 0, device=shape.device), torch.zeros(shape.shape[0], 0, device=shape.device)
+        )
+        return self._to_world(self._anny.get_rest_model(coeffs)["rest_bone_heads"])
 
     def forward(self, shape: torch.Tensor, pose: BodyPose) -> PosedBody:
         B, J = pose.batch, self.num_joints

@@ -67,7 +67,13 @@ class BodyModel(abc.ABC):
         face_uvs: (F, 3) indices into uvs.
         skin_weights: (V, J) float32 dense LBS weights, rows sum to 1.
         keypoint_names: K names (COCO-23 order: 17 COCO body points + 6 foot points).
-        shape_names: S names of the shape parameters; default_shape: (S,) tensor.
+        shape_names: S names of the shape parameters, each in [0, 1] (0.5 = average; the
+        fit optimises them through a sigmoid); default_shape: (S,) tensor.
+        fit_joints: {joint name: prior strength} of the joints the photo fit may rotate
+        (higher = stiffer); knee_joints: the two knees (the fit lets them bend forwards only,
+        positive rotation about +X); fit_prior_mean: {joint name: axis-angle} the fit starts
+        from and pulls towards (default: the zero pose; SMPL-X lowers its T-pose arms);
+        head_joints: joints whose skinned region is the head (the texture fill treats it apart).
     """
 
     name: str
@@ -80,6 +86,10 @@ class BodyModel(abc.ABC):
     keypoint_names: list[str]
     shape_names: list[str]
     default_shape: torch.Tensor
+    fit_joints: dict[str, float]
+    knee_joints: tuple[str, str]
+    head_joints: tuple[str, ...]
+    fit_prior_mean: dict[str, tuple[float, float, float]] = {}
 
     @property
     def num_joints(self) -> int:
@@ -95,6 +105,12 @@ class BodyModel(abc.ABC):
     @abc.abstractmethod
     def forward(self, shape: torch.Tensor, pose: BodyPose) -> PosedBody:
         """shape: (B or 1, S); pose: batch B -> the posed body (differentiable in both)."""
+
+    def rest_joints(self, shape: torch.Tensor) -> torch.Tensor:
+        """shape: (B, S) -> (B, J, 3) joint centres in the space of `rest_vertices`, so that the
+        posed joint j is `bone_transforms[:, j] @ (rest_joints[:, j], 1)` (used to retarget
+        motions between skeletons)."""
+        raise NotImplementedError(f"{type(self).__name__} does not give its joint centres")
 
     def keypoints_from_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
         """vertices: (B, V, 3) -> keypoints (B, K, 3) with the model's regressor."""

@@ -2,8 +2,9 @@
 
 A `Motion` holds per-frame rotations for named joints (axis-angle, radians, in world-aligned
 axes as `persona.body.model` defines), a global orientation and a root translation. Joints
-are named as in the body model (anny's bone names for the built-in motions); joints a body
-does not have are ignored by `Motion.to_pose`.
+are named as in the body model the motion was made on, its `skeleton` (anny's bone names for
+the built-in motions); `Motion.to_pose` retargets a motion made on another skeleton (e.g.
+imported SMPL-X motion capture, see `persona.generate.motion_import`) onto the body's.
 
 Axis reminders (Y up, the body facing +Z, its left at +X), from the rest A-pose:
 - about +X: a limb hanging down swings backwards (so hip flexion and arm raise-forward are
@@ -11,7 +12,9 @@ Axis reminders (Y up, the body facing +Z, its left at +X), from the rest A-pose:
 - about +Z: the left arm rises sideways for positive angles, the right arm for negative;
 - about +Y: the body turns to its left.
 Motion files are `.npz` with arrays only (never pickles): `joint_names` (unicode array),
-`rotations` (F, J, 3), `global_orient` (F, 3), `translation` (F, 3), `fps` (scalar).
+`rotations` (F, J, 3), `global_orient` (F, 3), `translation` (F, 3), `fps` (scalar), and
+optionally `skeleton` (unicode scalar, default "anny"). `get_motion` also reads SMPL-X/SMPL
+files (AMASS-style or per-frame parameter sets) and BVH.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ FPS = 24
 
 @dataclass
 class Motion:
-    """rotations: (F, J, 3) axis-angle for `joint_names`; global_orient, translation: (F, 3)."""
+    """rotations: (F, J, 3) axis-angle for `joint_names`; global_orient, translation: (F, 3);
+    skeleton: the body model the joints belong to ("anny", "smplx")."""
 
     name: str
     fps: float
@@ -40,13 +44,19 @@ class Motion:
     rotations: torch.Tensor
     global_orient: torch.Tensor
     translation: torch.Tensor
+    skeleton: str = "anny"
 
     @property
     def num_frames(self) -> int:
         return self.rotations.shape[0]
 
     def to_pose(self, body: BodyModel) -> BodyPose:
-        """The motion as a batch of F body poses of `body` (unknown joint names ignored)."""
+        """The motion as a batch of F body poses of `body` (retargeted first when made on another
+        skeleton; unknown joint names ignored)."""
+        if self.skeleton != body.name:
+            from persona.generate.retarget import motion_for_body
+
+            return motion_for_body(self, body).to_pose(body)
         pose = BodyPose.zeros(self.num_frames, body.num_joints)
         for j, name in enumerate(self.joint_names):
             if name in body.joint_names:
@@ -63,6 +73,7 @@ class Motion:
             global_orient=self.global_orient.numpy().astype(np.float32),
             translation=self.translation.numpy().astype(np.float32),
             fps=np.float32(self.fps),
+            skeleton=np.array(self.skeleton),
         )
 
 
@@ -72,6 +83,7 @@ def load_motion(path: str | Path, max_frames: int = 10_000) -> Motion:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("joint_names", "rotations", "global_orient", "translation", "fps")}
+            skeleton = data["skeleton"] if "skeleton" in data.files else np.array("anny")
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise PersonaError(
             f"Could not read the motion file '{path.name}' ({err}). Expected a .npz with joint_names, "
@@ -88,12 +100,15 @@ def load_motion(path: str | Path, max_frames: int = 10_000) -> Motion:
         or not 0 < F <= max_frames
         or arrays["fps"].shape != ()
         or not 1 <= float(arrays["fps"]) <= 240
+        or skeleton.shape != ()
+        or skeleton.dtype.kind != "U"
+        or str(skeleton) not in ("anny", "smplx")
     ):
         raise PersonaError(f"The motion file '{path.name}' has inconsistent arrays or too many frames (max {max_frames}).")
     tensors = [torch.from_numpy(np.asarray(arrays[k], dtype=np.float32)) for k in ("rotations", "global_orient", "translation")]
     if not all(torch.isfinite(t).all() for t in tensors):
         raise PersonaError(f"The motion file '{path.name}' contains non-finite values.")
-    return Motion(path.stem, float(arrays["fps"]), [str(n) for n in names], *tensors)
+    return Motion(path.stem, float(arrays["fps"]), [str(n) for n in names], *tensors, skeleton=str(skeleton))
 
 
 # --- the built-in library: procedural motions on anny's skeleton -----------------------------
@@ -221,13 +236,32 @@ DESCRIPTIONS = {
 }
 
 
+# Motion files stored here (any format `get_motion` reads) join the library under their name.
+LIBRARY_DIR = Path(__file__).with_name("library")
+
+
+def stored_motions() -> dict[str, Path]:
+    """Name -> file of the motions stored in `LIBRARY_DIR` (none ship yet)."""
+    if not LIBRARY_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(LIBRARY_DIR.iterdir()) if p.suffix.lower() in (".npz", ".bvh") and p.stem not in MOTIONS}
+
+
 def get_motion(name_or_path: str | Path) -> Motion:
-    """A built-in motion by name, or a motion file (.npz)."""
+    """A built-in motion by name (procedural or stored), or a motion file: our .npz, an
+    SMPL-X/SMPL .npz (AMASS-style or per-frame parameters), a folder of per-frame SMPL-X .npz
+    files, or a .bvh."""
     if str(name_or_path) in MOTIONS:
         return MOTIONS[str(name_or_path)]()
-    path = Path(name_or_path)
-    if path.suffix == ".npz":
-        if not path.is_file():
+    stored = stored_motions()
+    path = stored.get(str(name_or_path), Path(name_or_path))
+    if path.suffix.lower() in (".npz", ".bvh", ".pkl") or path.is_dir():
+        if not path.exists():
             raise PersonaError(f"The motion file '{path}' does not exist.")
-        return load_motion(path)
-    raise PersonaError(f"Unknown motion '{name_or_path}'. Built-in motions: {', '.join(MOTIONS)}; or give a .npz motion file.")
+        from persona.generate.motion_import import load_motion_file
+
+        return load_motion_file(path)
+    raise PersonaError(
+        f"Unknown motion '{name_or_path}'. Built-in motions: {', '.join([*MOTIONS, *stored])}; or give a motion file "
+        "(.npz: ours, AMASS-style or SMPL-X parameters; a folder of per-frame SMPL-X .npz; .bvh)."
+    )

@@ -7,7 +7,9 @@ front of it. We minimise, with Adam, in two stages (global placement, then every
 - a silhouette term: every body vertex must project inside the person mask (a distance
   transform of the mask, sampled bilinearly), and every mask pixel must be near a projected
   vertex (coverage),
-- priors: per-joint L2 on rotations, knees that only bend forwards, shape near the average.
+- priors: per-joint L2 on the body's `fit_joints` rotations (about its `fit_prior_mean`), knees
+  that only bend forwards,
+  shape near the average.
 Everything is normalised by the person's height in pixels, so weights do not depend on the
 image size. Parts outside the image (a photo cut at the waist) are left to the priors.
 """
@@ -22,20 +24,9 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from persona.body.anny_model import FIT_JOINTS  # noqa: F401  (anny's table, kept importable here)
 from persona.body.model import BodyModel, BodyPose
 from persona.camera import Camera
-
-# Joints the fit may rotate, with the strength of their prior (higher = stiffer).
-FIT_JOINTS: dict[str, float] = {
-    "spine05": 4.0, "spine04": 4.0, "spine03": 4.0, "spine02": 4.0, "spine01": 4.0,
-    "neck01": 2.0, "neck02": 2.0, "head": 1.0,
-    "clavicle.L": 4.0, "clavicle.R": 4.0,
-    "upperarm01.L": 0.3, "upperarm01.R": 0.3, "lowerarm01.L": 0.3, "lowerarm01.R": 0.3,
-    "wrist.L": 1.0, "wrist.R": 1.0,
-    "upperleg01.L": 0.5, "upperleg01.R": 0.5, "lowerleg01.L": 0.5, "lowerleg01.R": 0.5,
-    "foot.L": 1.0, "foot.R": 1.0,
-}  # fmt: skip
-_KNEES = ("lowerleg01.L", "lowerleg01.R")
 
 OPENCV_FROM_WORLD = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 
@@ -126,12 +117,14 @@ def fit_body(
     vertex_sample = torch.from_numpy(rng.choice(len(body.skin_weights), config.silhouette_vertices, replace=False))
 
     J = body.num_joints
-    fit_index = torch.tensor([body.joint_index(n) for n in FIT_JOINTS])
-    prior_strength = torch.tensor(list(FIT_JOINTS.values()))
-    knee_index = torch.tensor([list(FIT_JOINTS).index(n) for n in _KNEES])
+    fit_joints = body.fit_joints  # {name: prior strength}
+    fit_index = torch.tensor([body.joint_index(n) for n in fit_joints])
+    prior_strength = torch.tensor(list(fit_joints.values()))
+    knee_index = torch.tensor([list(fit_joints).index(n) for n in body.knee_joints])
+    prior_mean = torch.tensor([body.fit_prior_mean.get(n, (0.0, 0.0, 0.0)) for n in fit_joints])  # (K, 3)
     names = body.keypoint_names
 
-    rotations = torch.zeros(len(FIT_JOINTS), 3, requires_grad=True)
+    rotations = prior_mean.clone().requires_grad_(True)
     shape_logits = torch.zeros(len(body.shape_names), requires_grad=True)
     global_orient, translation = _initial_placement(body, kp, conf, camera, names)
     global_orient.requires_grad_(True)
@@ -153,7 +146,7 @@ def fit_body(
         loss = loss + config.inside_weight * _sample_map(distance, vertex_pixels).square().mean()
         gaps = torch.cdist(mask_points, vertex_pixels).min(1).values / unit
         loss = loss + config.coverage_weight * (gaps - 1.0).clamp(min=0).square().mean()
-        loss = loss + config.pose_prior_weight * (prior_strength[:, None] * rotations.square()).sum()
+        loss = loss + config.pose_prior_weight * (prior_strength[:, None] * (rotations - prior_mean).square()).sum()
         loss = loss + config.pose_prior_weight * 10 * (-rotations[knee_index, 0]).clamp(min=0).square().sum()
         return loss + config.shape_prior_weight * shape_logits.square().sum()
 
