@@ -16,7 +16,7 @@ from persona.errors import PersonaError
 from persona.io.package import LoadedPackage, PackageSchema, TensorSpec, read_package, write_package
 from persona.io.ply import write_gaussian_ply
 
-SUPPORTED_BODIES = ("anny",)
+SUPPORTED_BODIES = ("anny", "smplx")
 
 AVATAR_SCHEMA = PackageSchema(
     tensors={

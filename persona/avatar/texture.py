@@ -23,7 +23,6 @@ import torch
 from persona.camera import Camera
 
 SEEN, MIRRORED, FILLED = 0, 1, 2
-HEAD_JOINTS = ("head", "neck02", "neck03", "eye.L", "eye.R")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import safetensors.torch
+from safetensors.torch import load as load_safetensors  # parses bytes; no pickle
 import torch
 
 from persona.errors import PersonaError
@@ -303,7 +304,7 @@ def _parse_manifest(data: bytes, what: str) -> dict[str, Any]:
 
 def _parse_tensors(data: bytes, what: str) -> dict[str, torch.Tensor]:
     try:
-        return safetensors.torch.load(data)
+        return load_safetensors(data)
     except MemoryError:
         raise
     except Exception as e:  # SafetensorError and friends on a malformed header or body
