@@ -130,3 +130,11 @@ def test_a_corrupt_package_is_refused(tmp_path, body):
     with pytest.raises(PersonaError):
         load_avatar(bad, body)
 
+
+def test_the_same_photo_preset_and_seed_give_the_same_avatar(made, tmp_path):
+    out, _ = made
+    again = tmp_path / "again"
+    result = run_cli("make", str(EXAMPLE), "-o", str(again), "--preset", "preview", "--motion", "wave")
+    assert result.returncode == 0, result.stderr
+    for name in ("avatar.persona", "avatar.ply", "input_view.png"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
