@@ -16,7 +16,7 @@ import roma
 import smplx
 import torch
 from smplx_synthetic import build_smplx_arrays, write_synthetic_smplx
-from test_fit import silhouette
+from test_fit import centred_vertex_error_cm, synthetic_view
 
 from persona.avatar.animate import ClipConfig
 from persona.avatar.storage import load_avatar
@@ -143,21 +143,13 @@ def test_fit_recovers_a_synthetic_smplx_body(smplx_body):
         pose.joint_rotations[0, smplx_body.joint_index(name)] = torch.tensor(rotvec)
     pose.global_orient[0] = torch.tensor([0.05, 0.3, 0.0])
     pose.translation[0] = torch.tensor([0.1, 0.1, -3.2])
-    with torch.no_grad():
-        truth = smplx_body.forward(shape[None], pose)
-    vertex_px, _ = camera.project(truth.vertices[0])
-    mask = silhouette(vertex_px.numpy(), smplx_body.faces.numpy(), W, H)
-    keypoint_px, _ = camera.project(truth.keypoints[0])
-    keypoints = np.concatenate([keypoint_px.numpy(), np.ones((23, 1), np.float32)], 1)
+    truth, keypoints, mask = synthetic_view(smplx_body, shape, pose, camera)
 
     fit = fit_body(smplx_body, keypoints, mask, FitConfig(global_steps=30, steps=80))
 
     with torch.no_grad():
         estimate = smplx_body.forward(fit.shape[None], fit.pose)
-    a = truth.vertices[0] - truth.vertices[0].mean(0)
-    b = estimate.vertices[0] - estimate.vertices[0].mean(0)
-    b = b * (a.norm() / b.norm())
-    vertex_error_cm = 100 * (a - b).norm(dim=-1).mean().item()
+    vertex_error_cm = centred_vertex_error_cm(truth.vertices[0], estimate.vertices[0])
     print(f"SMPL-X fit: keypoint error {fit.keypoint_error_px:.2f} px, vertex error {vertex_error_cm:.1f} cm, {fit.seconds:.1f} s")
     assert fit.keypoint_error_px < 4.0
     assert vertex_error_cm < 7.0

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from persona.body.anny_model import FIT_JOINTS  # noqa: F401  (anny's table, kept importable here)
 from persona.body.model import BodyModel, BodyPose
 from persona.camera import Camera
 
