@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,9 @@ def _npz_keys(path: Path) -> list[str]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return list(data.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # untrusted bytes: BadZipFile, a bare .npy (TypeError), a garbled header, ...
         raise PersonaError(f"Could not read the motion file '{path.name}' ({err}). " + FORMATS) from None
 
 
@@ -117,7 +118,9 @@ def _read_arrays(path: Path, keys: set[str]) -> dict[str, np.ndarray]:
             if size > MAX_ARRAY_BYTES:
                 raise PersonaError(f"'{path.name}' is too large ({size / 2**20:.0f} MiB of arrays; at most {MAX_ARRAY_BYTES / 2**20:.0f} MiB).")
             out = {k: np.asarray(data[k]) for k in present}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+    except (PersonaError, MemoryError):
+        raise
+    except Exception as err:  # untrusted bytes: BadZipFile, a garbled .npy header (SyntaxError), ...
         raise PersonaError(f"Could not read the motion file '{path.name}' ({err}). " + FORMATS) from None
     for k, a in out.items():
         if a.dtype.kind not in "fiu":

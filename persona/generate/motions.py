@@ -82,9 +82,14 @@ def load_motion(path: str | Path, max_frames: int = 10_000) -> Motion:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
+            # Refuse a zip bomb before inflating: 4 kB per frame (300 float32 joints) is plenty.
+            if sum(info.file_size for info in data.zip.infolist()) > max_frames * 4096 + 2**20:
+                raise PersonaError(f"The motion file '{path.name}' is too large for {max_frames} frames.")
             arrays = {k: data[k] for k in ("joint_names", "rotations", "global_orient", "translation", "fps")}
             skeleton = data["skeleton"] if "skeleton" in data.files else np.array("anny")
-    except (OSError, ValueError, KeyError, EOFError) as err:
+    except (PersonaError, MemoryError):
+        raise
+    except Exception as err:  # untrusted bytes: BadZipFile, a bare .npy (TypeError), a garbled header (SyntaxError), ...
         raise PersonaError(
             f"Could not read the motion file '{path.name}' ({err}). Expected a .npz with joint_names, "
             "rotations, global_orient, translation and fps, or a built-in motion name (`persona motions`)."
