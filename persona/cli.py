@@ -104,11 +104,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("motions", help="list the built-in motions")
 
-    bench = sub.add_parser("bench", help="time the stages of the preview preset")
-    bench.add_argument("target", choices=["cpu"])
+    bench = sub.add_parser("bench", help="time the stages of a preset (cpu) or the video generators (video)")
+    bench.add_argument("target", choices=["cpu", "video"], help="video: diffusion generators on CUDA (synth on CPU)")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
     bench.add_argument("--preset", choices=list(PRESETS), default="preview")
-    bench.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cpu_<preset>.json)")
+    bench.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cpu_<preset>.json, video_gpu.json)")
+    bench.add_argument("--backends", default="mimicmotion,wan-vace", help="video: diffusion backends to time")
+    bench.add_argument("--video-presets", default=None, help="video: comma-separated candidate presets (default all)")
     return parser
 
 
@@ -168,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                 _animate(args)
             elif args.command == "motions":
                 _motions(args)
+            elif args.command == "bench" and args.target == "video":
+                from persona.generate.video_bench import run_video_benchmark
+
+                presets = tuple(args.video_presets.split(",")) if args.video_presets else None
+                print(run_video_benchmark(args.out, tuple(args.backends.split(",")), presets))
             elif args.command == "bench":
                 from persona.benchmark import run_cpu_benchmark
 
