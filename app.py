@@ -21,7 +21,13 @@ unchanged and everything runs in this process.
 Files: one folder per browser (or API client) session under
 `$GRADIO_TEMP_DIR/persona-sessions/`, deleted when the session ends (`demo.unload`); gradio's
 own copies of the outputs are removed by `delete_cache`; folders of sessions that never
-closed are swept after `SESSION_MAX_AGE_S`.
+closed are swept after `SESSION_MAX_AGE_S`; a job that fails takes its folder with it.
+
+Limits per request (README, "Limits and errors"): uploads up to `MAX_UPLOAD_MB`, photos up
+to the preset's `max_pixels`, motions up to `MAX_MOTION_FRAMES` frames, animate clips up to
+`MAX_CLIP_FRAME_UNITS` frames at 384 px (fewer when larger), and `MAX_REQUEST_S` seconds per
+step. A GPU out-of-memory error is retried once on the next lower preset (or half the clip
+size), then reported as one sentence.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from hashlib import sha256
 from pathlib import Path
 
 import persona  # noqa: F401  (first: points GRADIO_TEMP_DIR and the other caches at PERSONA_CACHE_DIR)
 import spaces  # before torch and gradio, as ZeroGPU requires
 import gradio as gr
+import torch
 
 from persona.avatar.animate import ClipConfig
 from persona.body.anny_model import load_anny
@@ -88,6 +96,16 @@ GPU_SECONDS = {"preview": (12.0, 0.04), "standard": (30.0, 0.08), "high": (60.0,
 ANIMATE_GPU_SECONDS = (4.0, 0.02)  # (fixed: loading the package, per frame at 384 px)
 MAX_GPU_SECONDS = 300
 
+# Per-request limits (the README's "Limits and errors"). Photos: the preset's max_pixels,
+# checked from the file header (persona.io.image).
+MAX_UPLOAD_MB = int(os.environ.get("PERSONA_MAX_UPLOAD_MB", "100"))  # any one upload (photo, package, motion)
+MAX_MOTION_FRAMES = 720  # 30 s at 24 fps, for a make's clip and for /animate
+MAX_CLIP_FRAME_UNITS = 2400  # /animate: frames x (size / 384)^2: 720 frames up to 640 px, 337 at 1024
+# Wall-clock seconds for each step of a request (photo check, avatar, clip) once it runs;
+# ZeroGPU also stops a GPU step at its declared duration.
+MAX_REQUEST_S = float(os.environ.get("PERSONA_MAX_REQUEST_S", "1800"))
+LOWER_PRESET = {"high": "standard", "standard": "preview"}  # retry after a GPU out-of-memory error
+
 BODY = load_anny("cpu")  # once per process (the first build takes about a minute)
 MOTION_CHOICES = [(f"{name}: {DESCRIPTIONS.get(name, '')}", name) for name in MOTIONS]
 MOTION_FILE_TYPES = [".npz", ".bvh"]  # what `persona.generate.motions.get_motion` reads
@@ -107,6 +125,12 @@ def user_errors(doing: str):
         raise
     except PersonaError as err:
         raise gr.Error(html.escape(str(err), quote=False), title="Cannot make this", print_exception=False) from None
+    except (MemoryError, torch.OutOfMemoryError):
+        log.exception("out of memory while %s", doing)
+        raise gr.Error(
+            f"The server ran out of memory while {doing}. Try again in a minute, with the preview preset or a smaller video size.",
+            print_exception=False,
+        ) from None
     except Exception as err:
         log.exception("failed while %s", doing)
         raise gr.Error(
@@ -146,6 +170,18 @@ def new_job_folder(request: gr.Request | None, kind: str) -> Path:
     return job
 
 
+@contextmanager
+def job_folder(request: gr.Request | None, kind: str):
+    """`new_job_folder`, removed again if the job fails or is cancelled, so that no partial
+    result stays on disk (or is reused by /animate)."""
+    folder = new_job_folder(request, kind)
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def end_session(request: gr.Request) -> None:
     """`demo.unload`: the tab was closed (or the API client disconnected)."""
     folder = session_folder(request)
@@ -154,9 +190,104 @@ def end_session(request: gr.Request) -> None:
         log.info("session ended: removed %s", folder.name)
 
 
-def reporter(progress: gr.Progress):
-    """The pipeline's progress(fraction, message) as a Gradio progress bar."""
-    return lambda fraction, message: progress(fraction, desc=message)
+def reporter(progress: gr.Progress | None, limit_s: float | None = None):
+    """The pipeline's progress(fraction, message) as a Gradio progress bar, and the time
+    limit of a request step: past `limit_s` seconds (default `MAX_REQUEST_S`) the next report
+    raises PersonaError, which stops the pipeline there (files are written atomically, so
+    nothing half-written remains)."""
+    limit_s = MAX_REQUEST_S if limit_s is None else limit_s
+    deadline = time.monotonic() + limit_s
+
+    def report(fraction: float, message: str) -> None:
+        if time.monotonic() > deadline:
+            raise PersonaError(
+                f"This took longer than the {limit_s:.0f} s allowed for one step here, so it was stopped. "
+                "Try the preview preset, a shorter motion or a smaller video size."
+            )
+        if progress is not None:
+            progress(fraction, desc=message)
+
+    return report
+
+
+def free_gpu_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def finish_with_fallback(prepared: PreparedSubject, folder: str, progress=None):
+    """`finish_avatar`; after a GPU out-of-memory error, once more on the next lower preset
+    (the report then says so in its warnings), else a clear PersonaError."""
+    preset = prepared.options.preset
+    try:
+        return finish_avatar(prepared, folder, progress)
+    except torch.OutOfMemoryError:
+        free_gpu_memory()
+        lower = LOWER_PRESET.get(preset)
+        log.warning("GPU out of memory on preset %s; retrying with %s", preset, lower)
+        if lower is None:
+            raise PersonaError(
+                f"The GPU ran out of memory making this avatar, even with the '{preset}' preset. Please try again in a minute."
+            ) from None
+    for leftover in Path(folder).iterdir():  # the first attempt's complete files, if any
+        if leftover.is_file():
+            leftover.unlink()
+    note = f"the GPU ran out of memory with the '{preset}' preset, so this avatar was made with '{lower}'"
+    subject = prepared.subject
+    retry = replace(
+        prepared,
+        subject=replace(subject, image=replace(subject.image, notes=[*subject.image.notes, note])),
+        options=replace(prepared.options, preset=lower),
+    )
+    try:
+        return finish_avatar(retry, folder, progress)
+    except torch.OutOfMemoryError:
+        free_gpu_memory()
+        raise PersonaError(
+            f"The GPU ran out of memory making this avatar, with the '{preset}' and the '{lower}' presets. "
+            "Please try again in a minute, or use the preview preset."
+        ) from None
+
+
+def animate_with_fallback(package: str, motion: str, output: str, size: int, progress=None) -> str:
+    """`animate_avatar`; after a GPU out-of-memory error, once more at half the size
+    (at least 128 px), else a clear PersonaError."""
+    try:
+        return str(animate_avatar(package, motion, output, ClipConfig(size=size), progress))
+    except torch.OutOfMemoryError:
+        free_gpu_memory()
+        smaller = max(128, size // 2 // 64 * 64)
+        log.warning("GPU out of memory animating at %d px; retrying at %d px", size, smaller)
+        if smaller == size:
+            raise PersonaError(f"The GPU ran out of memory rendering this clip at {size} px. Please try again in a minute.") from None
+    try:
+        return str(animate_avatar(package, motion, output, ClipConfig(size=smaller), progress))
+    except torch.OutOfMemoryError:
+        free_gpu_memory()
+        raise PersonaError(
+            f"The GPU ran out of memory rendering this clip, at {size} px and at {smaller} px. Please try again in a minute."
+        ) from None
+
+
+def check_motion(motion: str, size: int | None = None) -> str:
+    """Refuse a motion too long for the app (and, for /animate, too many pixels to render);
+    returns its name."""
+    with user_errors("reading the motion"):
+        clip = get_motion(motion)
+    if clip.num_frames > MAX_MOTION_FRAMES:
+        raise gr.Error(
+            f"The motion has {clip.num_frames} frames; this app renders at most {MAX_MOTION_FRAMES} "
+            f"({MAX_MOTION_FRAMES / 24:.0f} s at 24 fps). Trim it, or use the command line for longer clips.",
+            print_exception=False,
+        )
+    if size is not None and clip.num_frames * (size / 384) ** 2 > MAX_CLIP_FRAME_UNITS:
+        most = int(MAX_CLIP_FRAME_UNITS / (size / 384) ** 2)
+        raise gr.Error(
+            f"A {clip.num_frames}-frame clip at {size} px is more than this app renders in one request "
+            f"(at most {most} frames at {size} px). Choose a smaller video size or a shorter motion.",
+            print_exception=False,
+        )
+    return clip.name
 
 
 # --- GPU functions (ZeroGPU: forked worker, pickled arguments and results) --------------
@@ -173,7 +304,7 @@ def make_gpu_seconds(prepared: PreparedSubject, folder: str, progress: gr.Progre
 def finish_on_gpu(prepared: PreparedSubject, folder: str, progress: gr.Progress | None = None) -> dict:
     """Optimise the avatar, write its files and clips; returns the report (JSON-ready)."""
     with user_errors("making the avatar"):
-        result = finish_avatar(prepared, folder, reporter(progress) if progress else None)
+        result = finish_with_fallback(prepared, folder, reporter(progress))
         return json.loads(result.files.report.read_text())
 
 
@@ -185,7 +316,7 @@ def animate_gpu_seconds(package: str, motion: str, output: str, size: int, progr
 @spaces.GPU(duration=animate_gpu_seconds)
 def animate_on_gpu(package: str, motion: str, output: str, size: int, progress: gr.Progress | None = None) -> str:
     with user_errors("animating the avatar"):
-        return str(animate_avatar(package, motion, output, ClipConfig(size=size), reporter(progress) if progress else None))
+        return animate_with_fallback(package, motion, output, size, reporter(progress))
 
 
 # --- handlers ----------------------------------------------------------------------
@@ -194,7 +325,15 @@ def animate_on_gpu(package: str, motion: str, output: str, size: int, progress: 
 def make_options(preset: str, motion: str, seed: float | int | None, motion_file: str | None) -> MakeOptions:
     if preset not in PRESETS:
         raise gr.Error(f"Unknown preset '{preset}'. Choose one of: {', '.join(PRESETS)}.", print_exception=False)
-    return MakeOptions(preset=preset, motion=motion_file or motion or "walk", seed=int(seed or 0))
+    try:
+        seed = int(seed or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"The seed must be a whole number, not {str(seed)[:40]!r}.", print_exception=False) from None
+    if not 0 <= seed < 2**63:
+        raise gr.Error("The seed must be a whole number between 0 and 2^63 - 1.", print_exception=False)
+    motion = motion_file or motion or "walk"
+    check_motion(motion)
+    return MakeOptions(preset=preset, motion=motion, seed=seed)
 
 
 def need_photo(photo: str | None) -> str:
@@ -236,6 +375,7 @@ def summary_markdown(report: dict) -> str:
 def photo_summary(prepared: PreparedSubject) -> dict:
     subject = prepared.subject
     return {
+        "source": subject.image.source_name,
         "people_found": subject.perception.people_found,
         "cut_off": subject.perception.cut_off,
         "working_size": list(subject.image.size),
@@ -263,8 +403,8 @@ def make_avatar(
     """API /make_avatar: one photo -> animation video, turntable video, avatar.ply,
     avatar.persona, report (JSON)."""
     prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
-    folder = new_job_folder(request, "avatar")
-    report = finish_on_gpu(prepared, str(folder), progress)
+    with job_folder(request, "avatar") as folder:
+        report = finish_on_gpu(prepared, str(folder), progress)
     files = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona")}
     return files["animation.mp4"], files["turntable.mp4"], files["avatar.ply"], files["avatar.persona"], report, files["avatar.persona"]
 
@@ -283,14 +423,16 @@ def animate(
     package = avatar or (last_package if last_package and Path(last_package).is_file() else None)
     if package is None:
         raise gr.Error("Upload an avatar.persona file, or make an avatar first in the Make tab.", print_exception=False)
-    size = int(size or 384)
+    try:
+        size = int(size or 384)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"The video size must be a number of pixels, not {str(size)[:40]!r}.", print_exception=False) from None
     if not 128 <= size <= 1024:
         raise gr.Error(f"The video size must be between 128 and 1024 pixels, not {size}.", print_exception=False)
     motion = motion_file or motion or "walk"
-    with user_errors("reading the motion"):
-        name = get_motion(motion).name
-    output = new_job_folder(request, "clip") / f"animation-{name}.mp4"
-    return animate_on_gpu(str(package), motion, str(output), size, progress)
+    name = check_motion(motion, size)
+    with job_folder(request, "clip") as folder:
+        return animate_on_gpu(str(package), motion, str(folder / f"animation-{name}.mp4"), size, progress)
 
 
 # UI steps: first the check (CPU), shown at once; then the avatar (GPU).
@@ -304,9 +446,9 @@ def ui_check(photo, preset, motion, seed, motion_file, progress=gr.Progress(trac
 def ui_build(prepared: PreparedSubject | None, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
     if prepared is None:
         raise gr.Error("The photo check expired; press the button again.", print_exception=False)
-    folder = new_job_folder(request, "avatar")
-    report = finish_on_gpu(prepared, str(folder), progress)
-    return ui_outputs(folder, report)
+    with job_folder(request, "avatar") as folder:
+        report = finish_on_gpu(prepared, str(folder), progress)
+        return ui_outputs(folder, report)
 
 
 def ui_outputs(folder: Path, report: dict) -> tuple:
@@ -327,9 +469,9 @@ def example_make(photo: str, request: gr.Request = None, progress=gr.Progress(tr
     """An example photo with the default settings (cached after its first use)."""
     prepared = prepare(photo, make_options("preview", "walk", 0, None), progress)
     check = preview(prepared)
-    folder = new_job_folder(request, "avatar")
-    report = finish_on_gpu(prepared, str(folder), progress)
-    return (check, *ui_outputs(folder, report)[:-1])
+    with job_folder(request, "avatar") as folder:
+        report = finish_on_gpu(prepared, str(folder), progress)
+        return (check, *ui_outputs(folder, report)[:-1])
 
 
 # --- the UI ------------------------------------------------------------------------
@@ -429,7 +571,12 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
         make_avatar, [api_photo, preset, motion, seed, motion_file], [*api_outputs, last_package],
         api_name="make_avatar", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
-    api_check.click(check_photo, [api_photo, preset], [api_preview, api_summary], api_name="check_photo", concurrency_id="make")
+    # The same limit as the makes: events sharing a concurrency_id get the lowest limit among
+    # them, and gradio's default (1) here would hold the makes to one at a time on ZeroGPU too.
+    api_check.click(
+        check_photo, [api_photo, preset], [api_preview, api_summary],
+        api_name="check_photo", concurrency_id="make", concurrency_limit=CONCURRENCY,
+    )  # fmt: skip
     animate_button.click(
         animate, [avatar_file, animate_motion, animate_motion_file, size, last_package], [animate_video],
         api_name="animate", concurrency_id="animate", concurrency_limit=CONCURRENCY,
@@ -439,4 +586,4 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    demo.queue(max_size=QUEUE_SIZE).launch()
+    demo.queue(max_size=QUEUE_SIZE).launch(max_file_size=f"{MAX_UPLOAD_MB}mb")
