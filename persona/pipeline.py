@@ -35,6 +35,7 @@ from persona.errors import PersonaError
 from persona.generate.generator import GenerationInputs, generate_training_set
 from persona.generate.motions import get_motion
 from persona.generate.training_set import TrainingFrame, TrainingSet
+from persona.io import atomic_write
 from persona.io.image import ImageSource, LoadedImage, load_image
 from persona.io.package import read_package
 from persona.io.ply import read_gaussian_ply, write_gaussian_ply
@@ -335,7 +336,8 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
         fit_loss=fit.history, train_loss=train_stats.losses,
         generator=training_set.backend, generated_frames=training_set.num_generated, generator_motions=training_set.motions,
     )  # fmt: skip
-    files.report.write_text(json.dumps(asdict(report), indent=2, default=str))
+    with atomic_write(files.report) as tmp:  # like every other output: never half-written
+        tmp.write_text(json.dumps(asdict(report), indent=2, default=str))
     if progress:
         progress(1.0, "done")
     return Result(avatar, files, report)

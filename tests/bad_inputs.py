@@ -249,6 +249,16 @@ def _object_npz(folder: Path, marker: Path) -> Path:
     return folder / "objects.npz"
 
 
+def _zip_bomb_npz(folder: Path) -> Path:
+    """Our layout, with 43 MB of zeros deflated to a few kB in `rotations`."""
+    motion = _short_motion(1)
+    np.savez_compressed(
+        folder / "bomb.npz", joint_names=np.array(motion.joint_names), rotations=np.zeros((1, 3_600_000, 3), np.float32),
+        global_orient=np.zeros((1, 3), np.float32), translation=np.zeros((1, 3), np.float32), fps=np.float32(24),
+    )  # fmt: skip
+    return folder / "bomb.npz"
+
+
 # (id, writer(folder, marker), expected fragment); the CLI and /animate refuse each.
 BAD_MOTIONS = [
     ("pickle_file", lambda d, m: _write(d, "motion.pkl", pickle_payload(m)), "pickle"),
@@ -257,6 +267,7 @@ BAD_MOTIONS = [
     ("non_finite_npz", lambda d, m: _motion_npz(d, "nan.npz", rotations=np.full((12, len(_short_motion(1).joint_names), 3), np.nan, np.float32)), "non-finite"),
     ("inconsistent_npz", lambda d, m: _motion_npz(d, "short.npz", translation=np.zeros((5, 3), np.float32)), "inconsistent"),
     ("unknown_layout_npz", lambda d, m: (np.savez(d / "weights.npz", weights=np.zeros(3)), d / "weights.npz")[1], "none of the motion layouts"),
+    ("zip_bomb_npz", lambda d, m: _zip_bomb_npz(d), "too large"),
     ("garbage_bvh", lambda d, m: _write(d, "motion.bvh", b"HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0\n"), "Could not read the BVH"),
 ]
 
