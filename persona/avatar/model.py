@@ -4,6 +4,11 @@ A Gaussian's canonical centre is its surface point on the rest body (for the ava
 plus a learned offset; it is isotropic (one log-scale), nearly opaque, and has an RGB colour.
 Posing blends the body's bone transforms with the Gaussian's skinning weights, interpolated
 from the vertices of its triangle.
+
+An avatar optimised on generated frames (`persona.avatar.optimize`) also has a pose-driven
+deformation (`persona.avatar.deform`): a pose-dependent canonical offset per Gaussian, and
+skinning weights from the diffused weight field at the offset position. `AvatarRig.posed_means`
+poses either kind.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from persona.avatar.deform import PoseDeformer, pose_features
 from persona.avatar.rasterizer import RenderOutput
 from persona.avatar.renderer import render
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
+from persona.body.regions import pose_input_mask, rigid_points
+from persona.body.weight_field import WeightField, WeightFieldConfig, build_weight_field
 from persona.camera import Camera
 
 OPACITY = 0.99  # fixed, as in PERSONA (opacity 1, no densification)
@@ -29,6 +37,9 @@ class GaussianAvatar:
     offsets: (N, 3) canonical offsets, metres; log_scales: (N, 1) log std, metres;
     colors: (N, 3) RGB in [0, 1];
     photo_pose / photo_camera: the body pose (batch 1) and camera of the input photo.
+    deformer: the pose-driven deformation (None: offsets are static, weights the body's);
+    skinning: the diffused weight field's settings (with a deformer);
+    pose_joints: names of the P joints whose rotations drive the deformer.
     """
 
     body_name: str
@@ -39,6 +50,9 @@ class GaussianAvatar:
     colors: torch.Tensor
     photo_pose: BodyPose
     photo_camera: Camera
+    deformer: PoseDeformer | None = None
+    skinning: WeightFieldConfig | None = None
+    pose_joints: tuple[str, ...] = ()
 
     @property
     def num_gaussians(self) -> int:
@@ -48,19 +62,84 @@ class GaussianAvatar:
         return torch.full((self.num_gaussians,), OPACITY, dtype=self.colors.dtype, device=self.colors.device)
 
 
+class DeformationRig:
+    """The body-dependent constants of a pose-driven deformation.
+
+    field: the diffused weight field; surface_field: (N, J) the field at the rest points;
+    pose_joint_index: (P,) joints driving the deformer; pose_mask: (N, P) the joints each
+    point sees (within `hops` bones of its dominant joint); movable: (N,) 0 on rigid points.
+    """
+
+    def __init__(self, body: BodyModel, rest_vertices: torch.Tensor, rest_points: torch.Tensor, weights: torch.Tensor,
+                 pose_joints: tuple[str, ...], skinning: WeightFieldConfig, hops: int):  # fmt: skip
+        self.pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints])
+        root = [j for j, p in enumerate(body.parents) if p < 0]
+        self.field: WeightField = build_weight_field(rest_vertices, body.skin_weights, body.parents, root + self.pose_joint_index.tolist(), skinning)
+        self.surface_field = self.field.sample(rest_points)
+        self.pose_mask = pose_input_mask(body, weights, self.pose_joint_index.tolist(), hops)
+        self.movable = (~rigid_points(body, weights, rest_points)).float()
+
+
 class AvatarRig:
-    """The body-dependent constants of an avatar: rest surface points and skinning weights.
+    """The body-dependent constants of an avatar: rest surface points and skinning weights
+    (and the deformation's, when the avatar has one).
 
     rest_points: (N, 3) canonical surface points (before offsets); weights: (N, J).
     """
 
-    def __init__(self, body: BodyModel, avatar: GaussianAvatar):
+    def __init__(self, body: BodyModel, avatar: GaussianAvatar, pose_joints: tuple[str, ...] = (),
+                 skinning: WeightFieldConfig | None = None, hops: int = 4):  # fmt: skip
+        """pose_joints / skinning / hops: build the deformation constants for an avatar that is
+        about to get a deformer (taken from the avatar when it has one)."""
         self.body = body
         self.shape = avatar.shape
         with torch.no_grad():
             rest = body.rest_vertices(avatar.shape[None])[0]
         self.rest_points = avatar.binding.interpolate(body.faces, rest)
         self.weights = avatar.binding.interpolate(body.faces, body.skin_weights)
+        self.deformation: DeformationRig | None = None
+        if avatar.deformer is not None:
+            pose_joints, skinning, hops = avatar.pose_joints, avatar.skinning, avatar.deformer.config.hops
+        if pose_joints:
+            self.deformation = DeformationRig(body, rest, self.rest_points, self.weights, pose_joints, skinning or WeightFieldConfig(), hops)
+
+    def pose_offsets(self, deformer: PoseDeformer, pose: BodyPose) -> torch.Tensor:
+        """(B, N, 3) the deformer's canonical offsets for each pose of the batch."""
+        d = self.deformation
+        features = pose_features(pose.joint_rotations[:, d.pose_joint_index.to(pose.joint_rotations.device)])
+        return deformer(self.rest_points, features, d.pose_mask, d.movable)
+
+    def posed_means(
+        self,
+        avatar: GaussianAvatar,
+        pose: BodyPose,
+        offsets: torch.Tensor | None = None,
+        deformer: PoseDeformer | None = None,
+        transforms: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, N, 3) Gaussian centres in each pose of the batch: static offsets, plus the
+        deformer's offsets and diffused skinning when the avatar has a deformer.
+        offsets / deformer override the avatar's (leaf tensors while optimising);
+        transforms: (B, J, 4, 4) bone transforms when already computed (else no gradient)."""
+        offsets = avatar.offsets if offsets is None else offsets
+        deformer = avatar.deformer if deformer is None else deformer
+        if transforms is None:
+            with torch.no_grad():
+                transforms = self.body.forward(self.shape[None], pose).bone_transforms
+        canonical = self.rest_points + offsets  # (N, 3)
+        if deformer is None:
+            return blend_points(self.weights, transforms, canonical)
+        return self.skin_deformed(canonical[None] + self.pose_offsets(deformer, pose), transforms)
+
+    def skin_deformed(self, canonical: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        """canonical: (B, N, 3) deformed canonical centres; transforms: (B, J, 4, 4) -> (B, N, 3)
+        posed with the diffused weights at each centre."""
+        d = self.deformation
+        out = []
+        for b in range(canonical.shape[0]):
+            weights = d.field.skin_weights(self.weights, d.surface_field, canonical[b])
+            out.append(blend_points(weights, transforms[b : b + 1], canonical[b])[0])
+        return torch.stack(out)
 
     def pose_points(self, canonical: torch.Tensor, pose: BodyPose) -> torch.Tensor:
         """canonical: (N, 3) -> (B, N, 3) posed by LBS for each pose of the batch."""
@@ -71,6 +150,10 @@ class AvatarRig:
     def rest_pose_points(self, canonical: torch.Tensor) -> torch.Tensor:
         """(N, 3) canonical points in the zero pose (the body's reference A-pose)."""
         return self.pose_points(canonical, BodyPose.zeros(1, self.body.num_joints))[0]
+
+    def rest_pose_means(self, avatar: GaussianAvatar) -> torch.Tensor:
+        """(N, 3) the avatar's Gaussian centres in the zero pose (deformation included)."""
+        return self.posed_means(avatar, BodyPose.zeros(1, self.body.num_joints, device=avatar.offsets.device))[0]
 
 
 def blend_points(weights: torch.Tensor, transforms: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

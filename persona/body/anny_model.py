@@ -39,6 +39,11 @@ FIT_JOINTS: dict[str, float] = {
 }  # fmt: skip
 KNEE_JOINTS = ("lowerleg01.L", "lowerleg01.R")
 HEAD_JOINTS = ("head", "neck02", "neck03", "eye.L", "eye.R")
+PART_ROOTS = (
+    "root", "neck01", "upperarm01.L", "lowerarm01.L", "upperarm01.R", "lowerarm01.R",
+    "upperleg01.L", "lowerleg01.L", "upperleg01.R", "lowerleg01.R",
+)  # fmt: skip
+RIGID_ROOTS = ("wrist.L", "wrist.R", "eye.L", "eye.R")
 
 
 def _homogeneous(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -57,6 +62,9 @@ class AnnyBody(BodyModel):
     fit_joints = FIT_JOINTS
     knee_joints = KNEE_JOINTS
     head_joints = HEAD_JOINTS
+    part_roots = PART_ROOTS
+    rigid_roots = RIGID_ROOTS
+    face_joint = "head"
 
     def __init__(self, device: torch.device | str = "cpu"):
         import warp  # anny's skinning kernels; silence its start-up banner

@@ -74,6 +74,11 @@ class BodyModel(abc.ABC):
         positive rotation about +X); fit_prior_mean: {joint name: axis-angle} the fit starts
         from and pulls towards (default: the zero pose; SMPL-X lowers its T-pose arms);
         head_joints: joints whose skinned region is the head (the texture fill treats it apart).
+        part_roots: joints that start a body part (torso, head, upper/lower arms and legs): a
+        joint belongs to the part of its nearest ancestor among them (the root's part: the
+        first); used for part segmentation. rigid_roots: joints whose whole subtree gets no
+        learned offset (hands, eyes, jaw); face_joint: the joint whose front half is the face
+        (no learned offset either).
     """
 
     name: str
@@ -89,6 +94,9 @@ class BodyModel(abc.ABC):
     fit_joints: dict[str, float]
     knee_joints: tuple[str, str]
     head_joints: tuple[str, ...]
+    part_roots: tuple[str, ...]
+    rigid_roots: tuple[str, ...]
+    face_joint: str
     fit_prior_mean: dict[str, tuple[float, float, float]] = {}
 
     @property

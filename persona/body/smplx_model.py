@@ -71,6 +71,11 @@ KNEE_JOINTS = ("left_knee", "right_knee")
 # anny's zero pose (about 55 degrees below horizontal): the usual pose in a photo.
 FIT_PRIOR_MEAN = {"left_shoulder": (0.0, 0.0, -0.95), "right_shoulder": (0.0, 0.0, 0.95)}
 HEAD_JOINTS = ("neck", "head", "jaw", "left_eye_smplhf", "right_eye_smplhf")
+PART_ROOTS = (
+    "pelvis", "neck", "left_shoulder", "left_elbow", "right_shoulder", "right_elbow",
+    "left_hip", "left_knee", "right_hip", "right_knee",
+)  # fmt: skip
+RIGID_ROOTS = ("left_wrist", "right_wrist", "jaw", "left_eye_smplhf", "right_eye_smplhf")
 
 # COCO-23 keypoints (the order of `persona.perceive.keypoints`): from a joint (its row of the
 # joint regressor) or from a surface vertex (the smplx package's vertex ids for SMPL-X).
@@ -189,6 +194,9 @@ class SmplxBody(BodyModel):
     fit_joints = FIT_JOINTS
     knee_joints = KNEE_JOINTS
     head_joints = HEAD_JOINTS
+    part_roots = PART_ROOTS
+    rigid_roots = RIGID_ROOTS
+    face_joint = "head"
     fit_prior_mean = FIT_PRIOR_MEAN
 
     def __init__(self, model_path: str | os.PathLike, device: torch.device | str = "cpu", pose_correctives: bool = False):

@@ -1,0 +1,82 @@
+"""Pose-driven deformation: a triplane over the canonical body and a small MLP that map a
+Gaussian's canonical position and the body pose to a canonical offset (PERSONA, DESIGN.md §1.3).
+
+For each Gaussian: features sampled from three axis-aligned feature planes (XY, XZ, YZ) over a
+cube around the rest body, concatenated with the pose (a 6D rotation per driving joint, zero at
+the rest pose), of which only the joints within `hops` bones of the point's dominant joint are
+kept (the others are zeroed, so a hand's pose cannot move a foot's cloth); an MLP (Linear,
+GroupNorm, ReLU; zero-initialised output layer) gives 3 numbers times `output_scale` metres
+(PERSONA: /100). Rigid points (hands, face, eyes) get no offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import roma
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass
+class DeformConfig:
+    triplane_channels: int = 16  # per plane (PERSONA: 32)
+    triplane_resolution: int = 64  # texels along each side (PERSONA: 128)
+    extent: float = 2.0  # side of the cube the planes cover, metres, centred on the rest body
+    hidden: int = 128  # MLP width (PERSONA: 128)
+    hidden_layers: int = 3  # Linear + GroupNorm + ReLU blocks (PERSONA: 3)
+    groups: int = 8  # GroupNorm groups
+    hops: int = 4  # pose joints within this many bones of a point's dominant joint are seen
+    output_scale: float = 0.01  # metres per unit of MLP output (PERSONA: /100)
+
+
+def pose_features(joint_rotations: torch.Tensor) -> torch.Tensor:
+    """(B, P, 3) axis-angle -> (B, P, 6): the first two columns of the rotation matrix minus
+    the identity's, so the rest pose is all zeros."""
+    R = roma.rotvec_to_rotmat(joint_rotations)  # (B, P, 3, 3)
+    six = R[..., :, :2].transpose(-1, -2).reshape(*R.shape[:-2], 6)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=six.dtype, device=six.device)
+    return six - identity
+
+
+class PoseDeformer(nn.Module):
+    """Triplane + MLP (see the module doc).
+
+    centre: (3,) the cube's centre (the rest body's box centre), metres;
+    num_pose_joints: P driving joints; config: sizes.
+    """
+
+    def __init__(self, config: DeformConfig, num_pose_joints: int, centre: torch.Tensor):
+        super().__init__()
+        self.config = config
+        C, R = config.triplane_channels, config.triplane_resolution
+        self.register_buffer("centre", centre.detach().float().clone())
+        self.triplane = nn.Parameter(torch.randn(3, C, R, R) * 0.01)
+        layers: list[nn.Module] = []
+        width = 3 * C + 6 * num_pose_joints
+        for _ in range(config.hidden_layers):
+            layers += [nn.Linear(width, config.hidden), nn.GroupNorm(config.groups, config.hidden), nn.ReLU()]
+            width = config.hidden
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(width, 3)
+        nn.init.zeros_(self.out.weight)  # start from no offset
+        nn.init.zeros_(self.out.bias)
+
+    def plane_features(self, points: torch.Tensor) -> torch.Tensor:
+        """points: (N, 3) canonical, metres -> (N, 3C) bilinear triplane features."""
+        uvw = (points - self.centre) / (self.config.extent / 2)  # (N, 3) in [-1, 1] inside the cube
+        pairs = torch.stack([uvw[:, [0, 1]], uvw[:, [0, 2]], uvw[:, [1, 2]]])  # (3, N, 2)
+        sampled = F.grid_sample(self.triplane, pairs[:, :, None], mode="bilinear", padding_mode="border", align_corners=False)
+        return sampled[..., 0].permute(2, 0, 1).reshape(points.shape[0], -1)  # (N, 3C)
+
+    def forward(self, points: torch.Tensor, pose: torch.Tensor, pose_mask: torch.Tensor, movable: torch.Tensor) -> torch.Tensor:
+        """points: (N, 3) canonical positions; pose: (B, P, 6) `pose_features`;
+        pose_mask: (N, P) 0/1 joints each point sees; movable: (N,) 0 for rigid points.
+        Returns (B, N, 3) canonical offsets, metres."""
+        B, N = pose.shape[0], points.shape[0]
+        planes = self.plane_features(points)  # (N, 3C)
+        masked = pose[:, None] * pose_mask[None, :, :, None]  # (B, N, P, 6)
+        x = torch.cat([planes[None].expand(B, -1, -1), masked.flatten(2)], -1).flatten(0, 1)  # (B N, 3C + 6P)
+        offsets = self.out(self.mlp(x)).view(B, N, 3) * self.config.output_scale
+        return offsets * movable[None, :, None]

@@ -1,0 +1,314 @@
+"""The PERSONA optimisation: the avatar learns from the captured photo and the generated frames.
+
+Starting from the first avatar (Gaussians on the body, optimised on the photo alone), it adds a
+pose-driven deformation (`persona.avatar.deform`) with diffused skinning
+(`persona.body.weight_field`) and optimises everything on a `TrainingSet` (DESIGN.md §1.3):
+
+- Balanced sampling (`persona.avatar.sampling`): the photo as often as all generated frames.
+- Geometry-weighted losses. On a generated frame, the geometry terms (mask; part segmentation
+  rendered from the driving body pose; depth and normals where the frame has them) at full
+  weight, the photometric term at 0.1, on the *refined* render: the main colours plus a
+  second colour set that only generated frames train (it absorbs their colour drift). On the
+  captured photo, the photometric terms at full weight (seams of self-occlusion, where the
+  body's depth jumps, down-weighted), geometry at 0.1.
+- Per-frame body pose refinement (small rotations of the driving joints, root rotation and
+  translation, each pulled towards zero).
+- Learning rates as PERSONA (1e-3 offsets and deformation, 1e-2 scales and colours, /10 at
+  75% of the iterations); regularisers: squared offsets (static and pose-dependent), total
+  variation of the triplane.
+
+The ablations of the ground-truth benchmark are switches of `PersonaConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from persona.avatar.deform import DeformConfig, PoseDeformer
+from persona.avatar.losses import ssim
+from persona.avatar.model import AvatarRig, GaussianAvatar, OPACITY, blend_points
+from persona.avatar.renderer import render
+from persona.avatar.sampling import BalancedSampler
+from persona.avatar.train import TrainStats, person_crop
+from persona.body.model import BodyModel, BodyPose
+from persona.body.regions import dominant_joints, joint_parts
+from persona.body.weight_field import WeightFieldConfig
+from persona.camera import Camera
+from persona.generate.generator import vertex_normals
+from persona.generate.training_set import TrainingFrame, TrainingSet
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class PersonaConfig:
+    iterations: int = 600
+    # Learning rates (PERSONA) and their decay.
+    lr_offsets: float = 1e-3
+    lr_deform: float = 1e-3
+    lr_scales: float = 1e-2
+    lr_colors: float = 1e-2
+    lr_pose: float = 1e-3  # per-frame pose refinement (radians, metres)
+    decay_at: float = 0.75  # learning rates / 10 after this fraction of the iterations
+    # The ingredients (the benchmark's ablations switch them off).
+    balanced_sampling: bool = True
+    geometry_weighting: bool = True  # False: every term at weight 1 on every frame
+    pose_deformation: bool = True
+    refine_poses: bool = True
+    deform: DeformConfig = field(default_factory=DeformConfig)
+    skinning: WeightFieldConfig = field(default_factory=WeightFieldConfig)
+    # Weights of the two kinds of terms on the two kinds of frames (geometry weighting).
+    captured_image_weight: float = 1.0
+    captured_geometry_weight: float = 0.1
+    generated_geometry_weight: float = 1.0
+    generated_image_weight: float = 0.1
+    # Terms.
+    ssim_weight: float = 0.2  # image loss = (1 - w) L1 + w (1 - SSIM)
+    mask_weight: float = 1.0
+    part_weight: float = 0.5
+    depth_weight: float = 1.0  # per metre
+    normal_weight: float = 0.2
+    seam_weight: float = 0.2  # image-loss weight on the photo's self-occlusion seams
+    seam_depth_step: float = 0.05  # metres of depth between neighbouring pixels that make a seam
+    seam_dilation: int = 2  # pixels
+    offset_weight: float = 0.01  # on the mean squared static offset, cm^2
+    deform_weight: float = 0.01  # on the mean squared pose-dependent offset, cm^2
+    triplane_tv_weight: float = 1e-2  # total variation of the triplane features
+    pose_weight: float = 10.0  # on the mean squared pose refinement (rad^2, m^2)
+    max_offset: float = 0.08  # metres; static offsets are clipped to this length
+    min_scale_ratio: float = 0.6  # scales stay within these ratios of the initial ones
+    max_scale_ratio: float = 3.0
+    crop_margin: float = 0.05  # of the person box, around the crop that is rendered
+    seed: int = 0
+
+    def frame_weights(self, captured: bool) -> tuple[float, float]:
+        """(image weight, geometry weight) for a captured or a generated frame."""
+        if not self.geometry_weighting:
+            return 1.0, 1.0
+        if captured:
+            return self.captured_image_weight, self.captured_geometry_weight
+        return self.generated_image_weight, self.generated_geometry_weight
+
+
+@dataclass
+class FrameTargets:
+    """What one frame is compared with, cropped to the person's box.
+
+    camera: the crop's camera; image: (h, w, 3) on white; mask: (h, w); parts: (h, w, P) the
+    body's part map in the frame's pose; pixel_weight: (h, w) image-loss weight per pixel
+    (seams down-weighted); depth: (h, w) metres or None; normal: (h, w, 3) camera axes or None.
+    """
+
+    camera: Camera
+    image: torch.Tensor
+    mask: torch.Tensor
+    parts: torch.Tensor
+    pixel_weight: torch.Tensor
+    depth: torch.Tensor | None
+    normal: torch.Tensor | None
+
+
+def part_features(body: BodyModel, weights: torch.Tensor) -> torch.Tensor:
+    """(N, P) one-hot part of each Gaussian (from its dominant joint)."""
+    return F.one_hot(joint_parts(body)[dominant_joints(weights)], len(body.part_roots)).float()
+
+
+def seam_weights(depth: torch.Tensor, alpha: torch.Tensor, config: PersonaConfig) -> torch.Tensor:
+    """(h, w) image-loss weights: `seam_weight` where the body's depth (h, w) jumps by more than
+    `seam_depth_step` between neighbours (Sobel, dilated) inside the body (alpha > 0.5), else 1."""
+    inside = alpha > 0.5
+    z = torch.where(inside, depth / alpha.clamp(min=1e-6), torch.zeros_like(depth))
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    gx = F.conv2d(z[None, None], kx[None, None], padding=1)[0, 0]
+    gy = F.conv2d(z[None, None], kx.T[None, None], padding=1)[0, 0]
+    edge = ((gx.square() + gy.square()).sqrt() > config.seam_depth_step / 4) & inside
+    k = 2 * config.seam_dilation + 1
+    edge = F.max_pool2d(edge[None, None].float(), k, 1, config.seam_dilation)[0, 0] > 0
+    return torch.where(edge, torch.full_like(depth, config.seam_weight), torch.ones_like(depth))
+
+
+def frame_targets(frame: TrainingFrame, avatar: GaussianAvatar, rig: AvatarRig, parts: torch.Tensor, config: PersonaConfig) -> FrameTargets:
+    """Crop a frame to its person box and render the body's part map (and, for the photo, its
+    seams) in the frame's pose."""
+    camera, (x0, y0, x1, y1) = person_crop(frame.camera, frame.mask, config.crop_margin)
+    mask = frame.mask[y0:y1, x0:x1]
+    image = frame.image[y0:y1, x0:x1] * mask[..., None] + (1 - mask[..., None])
+    with torch.no_grad():
+        means = rig.pose_points(rig.rest_points, frame.pose)[0]  # the body's surface, no offsets
+        N = means.shape[0]
+        quats = torch.zeros(N, 4)
+        quats[:, 0] = 1
+        out = render(means, quats, avatar.log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), parts, camera)
+    pixel_weight = seam_weights(out.depth, out.alpha, config) if frame.captured else torch.ones_like(mask)
+    crop = lambda t: None if t is None else t[y0:y1, x0:x1]  # noqa: E731
+    return FrameTargets(camera, image, mask, out.features, pixel_weight, crop(frame.depth), crop(frame.normal))
+
+
+@dataclass
+class PersonaStats(TrainStats):
+    captured_steps: int = 0
+    generated_steps: int = 0
+
+
+class _PoseRefinement(torch.nn.Module):
+    """Per-frame corrections: rotations of the pose joints (F, P, 3), root rotation and
+    translation (F, 3), all starting at zero."""
+
+    def __init__(self, frames: int, pose_joints: torch.Tensor):
+        super().__init__()
+        self.register_buffer("pose_joints", pose_joints)
+        self.rotations = torch.nn.Parameter(torch.zeros(frames, len(pose_joints), 3))
+        self.orient = torch.nn.Parameter(torch.zeros(frames, 3))
+        self.translation = torch.nn.Parameter(torch.zeros(frames, 3))
+
+    def apply(self, k: int, pose: BodyPose) -> BodyPose:
+        rotations = pose.joint_rotations.index_add(1, self.pose_joints, self.rotations[k : k + 1])
+        return BodyPose(rotations, pose.global_orient + self.orient[k : k + 1], pose.translation + self.translation[k : k + 1])
+
+    def penalty(self) -> torch.Tensor:
+        return self.rotations.square().mean() + self.orient.square().mean() + self.translation.square().mean()
+
+
+def optimize_persona(
+    avatar: GaussianAvatar,
+    body: BodyModel,
+    training_set: TrainingSet,
+    config: PersonaConfig = PersonaConfig(),
+    progress: Progress | None = None,
+) -> tuple[GaussianAvatar, PersonaStats]:
+    """Optimise the avatar on every frame of `training_set` (see the module doc). Returns a new
+    avatar (with a deformer when `config.pose_deformation`); the input is not modified."""
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    pose_joints = tuple(body.fit_joints)
+    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints, config.skinning, config.deform.hops)
+    frames = training_set.frames
+    parts = part_features(body, rig.weights)
+    targets = [frame_targets(f, avatar, rig, parts, config) for f in frames]
+
+    # Parameters
+    offsets = avatar.offsets.clone().requires_grad_(True)
+    log_scales = avatar.log_scales.clone().requires_grad_(True)
+    color_logits = torch.logit(avatar.colors.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
+    generated_colors = torch.zeros_like(color_logits, requires_grad=True)  # logit residual, generated frames only
+    lo, hi = rig.rest_points.min(0).values, rig.rest_points.max(0).values
+    deformer = PoseDeformer(config.deform, len(pose_joints), (lo + hi) / 2) if config.pose_deformation else None
+    refinement = _PoseRefinement(len(frames), rig.deformation.pose_joint_index)
+    groups = [
+        {"params": [offsets], "lr": config.lr_offsets},
+        {"params": [log_scales], "lr": config.lr_scales},
+        {"params": [color_logits, generated_colors], "lr": config.lr_colors},
+    ]
+    if deformer is not None:
+        groups.append({"params": list(deformer.parameters()), "lr": config.lr_deform})
+    if config.refine_poses:
+        groups.append({"params": list(refinement.parameters()), "lr": config.lr_pose})
+    optimizer = torch.optim.Adam(groups)
+    initial_log_scale = avatar.log_scales.clone()
+    sampler = iter(BalancedSampler(
+        [i for i, f in enumerate(frames) if f.captured], [i for i, f in enumerate(frames) if not f.captured],
+        config.balanced_sampling, config.seed,
+    ))  # fmt: skip
+    background = torch.cat([torch.ones(3), torch.zeros(parts.shape[1])])
+    with torch.no_grad():
+        rest_vertices = body.rest_vertices(training_set.shape[None])
+        rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
+    decay_step = int(config.decay_at * config.iterations)
+    stats = PersonaStats(0.0, config.iterations)
+
+    for step in range(config.iterations):
+        if step == decay_step:
+            for group in optimizer.param_groups:
+                group["lr"] /= 10
+        k = next(sampler)
+        frame, target = frames[k], targets[k]
+        optimizer.zero_grad(set_to_none=True)
+        pose = refinement.apply(k, frame.pose) if config.refine_poses else frame.pose
+        transforms = body.forward(training_set.shape[None], pose).bone_transforms  # (1, J, 4, 4)
+        canonical = rig.rest_points + offsets
+        if deformer is not None:
+            pose_offsets = rig.pose_offsets(deformer, pose)  # (1, N, 3)
+            means = rig.skin_deformed(canonical[None] + pose_offsets, transforms)[0]
+        else:
+            means = blend_points(rig.weights, transforms, canonical)[0]
+        logits = color_logits if frame.captured else color_logits + generated_colors
+        N = means.shape[0]
+        quats = torch.zeros(N, 4)
+        quats[:, 0] = 1
+        features = torch.cat([torch.sigmoid(logits), parts], -1)
+        out = render(means, quats, log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), features, target.camera, background)
+        rgb, part_map = out.features[..., :3], out.features[..., 3:]
+
+        image_weight, geometry_weight = config.frame_weights(frame.captured)
+        l1 = ((rgb - target.image).abs().mean(-1) * target.pixel_weight).mean()
+        image_loss = (1 - config.ssim_weight) * l1 + config.ssim_weight * (1 - ssim(rgb, target.image))
+        geometry = config.mask_weight * (out.alpha - target.mask).abs().mean()
+        geometry = geometry + config.part_weight * (part_map - target.parts).abs().sum(-1).mean() / 2
+        if target.depth is not None or target.normal is not None:
+            seen = (target.mask > 0.5) & (out.alpha > 0.5)
+            if target.depth is not None and seen.any():
+                depth = out.depth / out.alpha.clamp(min=1e-6)
+                geometry = geometry + config.depth_weight * (depth - target.depth)[seen].abs().mean()
+            if target.normal is not None and seen.any():
+                normals = _posed_normals(rig.weights, rest_normals, transforms)
+                R = target.camera.world_to_camera[:3, :3]
+                normal_out = render(means, quats, log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), normals @ R.T, target.camera)
+                cos = (F.normalize(normal_out.features, dim=-1) * target.normal).sum(-1)
+                geometry = geometry + config.normal_weight * (1 - cos)[seen].mean()
+        loss = image_weight * image_loss + geometry_weight * geometry
+        loss = loss + config.offset_weight * (offsets * 100).square().sum(-1).mean()
+        if deformer is not None:
+            loss = loss + config.deform_weight * (pose_offsets * 100).square().sum(-1).mean()
+            plane = deformer.triplane
+            tv = (plane[..., 1:, :] - plane[..., :-1, :]).square().mean() + (plane[..., 1:] - plane[..., :-1]).square().mean()
+            loss = loss + config.triplane_tv_weight * tv
+        if config.refine_poses:
+            loss = loss + config.pose_weight * refinement.penalty()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            length = offsets.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            offsets.mul_(length.clamp(max=config.max_offset) / length)
+            log_scales.copy_(log_scales.clamp(
+                initial_log_scale + math.log(config.min_scale_ratio), initial_log_scale + math.log(config.max_scale_ratio)
+            ))  # fmt: skip
+        if frame.captured:
+            stats.captured_steps += 1
+        else:
+            stats.generated_steps += 1
+        if step % 10 == 0:
+            stats.losses.append(loss.item())
+            if progress is not None:
+                progress(step / config.iterations, f"optimising the avatar on {len(frames)} frames ({step}/{config.iterations})")
+    stats.seconds = time.perf_counter() - start
+    if deformer is not None:
+        deformer.requires_grad_(False)
+    photo_pose = avatar.photo_pose
+    captured = [i for i, f in enumerate(frames) if f.captured]
+    if config.refine_poses and captured:
+        with torch.no_grad():
+            photo_pose = refinement.apply(captured[0], frames[captured[0]].pose).detach()
+    trained = replace(
+        avatar,
+        photo_pose=photo_pose,
+        offsets=offsets.detach(),
+        log_scales=log_scales.detach(),
+        colors=torch.sigmoid(color_logits).detach(),
+        deformer=deformer,
+        skinning=config.skinning if deformer is not None else None,
+        pose_joints=pose_joints if deformer is not None else (),
+    )
+    return trained, stats
+
+
+def _posed_normals(weights: torch.Tensor, rest_normals: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """(N, 3) world normals: rest normals (N, 3) turned by the blended bone rotations of
+    weights (N, J) and transforms (1, J, 4, 4)."""
+    R = torch.einsum("nj,jab->nab", weights, transforms[0, :, :3, :3])
+    return F.normalize((R @ rest_normals[..., None])[..., 0], dim=-1)

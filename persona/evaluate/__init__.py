@@ -1,0 +1,1 @@
+"""Ground-truth evaluation: synthetic subjects and the PERSONA benchmark."""

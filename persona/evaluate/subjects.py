@@ -1,0 +1,246 @@
+"""Synthetic subjects with known ground truth, for the PERSONA benchmark.
+
+A subject is an anny body dressed by a procedural texture (skin, hair, a striped top with a
+patch on its back only, trousers or a skirt, shoes) and a pose-dependent garment displacement:
+- `skirt`: the legs' region between waist and knees flares out from the body's axis, more
+  when the legs are apart, and swings forward with each leg;
+- `loose_shirt`: the torso's lower part stands off the body and its hem lifts when the arms
+  rise; the sleeves sag below the upper arms.
+It is rendered as dense Gaussians (one level finer than the avatar) with the project's own
+renderer, so the ground truth of any pose and view is exact.
+
+Generated training frames are rendered from the same simulator with imperfections like a video
+diffusion model's (`Imperfections`): per-frame colour jitter, a colour drift and an identity
+drift (the texture changes hue) that grow along each clip, and shape noise (the garment's
+amplitude varies per frame, the mask is eroded or dilated by a pixel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from persona.avatar.model import OPACITY, blend_points
+from persona.avatar.renderer import render
+from persona.avatar.surface import SurfaceBinding, bind_surface
+from persona.avatar.train import face_areas
+from persona.body.model import BodyModel, BodyPose
+from persona.body.regions import dominant_joints, joint_parts
+from persona.camera import Camera
+
+GARMENTS = ("skirt", "loose_shirt")
+
+
+@dataclass
+class SubjectSpec:
+    name: str
+    shape: tuple[float, ...]  # the body's shape parameters, each in [0, 1]
+    garment: str  # one of GARMENTS
+    top: tuple[float, float, float]  # RGB of the top
+    bottom: tuple[float, float, float]  # RGB of the trousers / skirt
+    patch: tuple[float, float, float]  # RGB of the patch on the back of the top
+    skin: tuple[float, float, float]
+    hair: tuple[float, float, float]
+    amplitude: float = 0.06  # metres, the garment's displacement scale
+
+
+SUBJECTS = (
+    SubjectSpec("ada", (0.2, 0.4, 0.5, 0.45, 0.55, 0.5), "skirt", (0.85, 0.25, 0.2), (0.2, 0.3, 0.6),
+                (0.95, 0.85, 0.2), (0.85, 0.65, 0.5), (0.25, 0.15, 0.1), 0.09),
+    SubjectSpec("ben", (0.8, 0.5, 0.6, 0.6, 0.6, 0.5), "loose_shirt", (0.2, 0.55, 0.35), (0.25, 0.25, 0.3),
+                (0.9, 0.9, 0.9), (0.55, 0.4, 0.3), (0.1, 0.08, 0.06), 0.07),
+    SubjectSpec("cleo", (0.4, 0.6, 0.4, 0.7, 0.4, 0.5), "loose_shirt", (0.95, 0.6, 0.15), (0.15, 0.35, 0.3),
+                (0.2, 0.2, 0.7), (0.7, 0.5, 0.4), (0.5, 0.3, 0.15), 0.06),
+)  # fmt: skip
+
+
+@dataclass
+class Imperfections:
+    """How generated frames differ from the truth (0 everywhere: perfect frames)."""
+
+    color_jitter: float = 0.04  # std of a per-frame, per-channel gain
+    color_drift: float = 0.12  # brightness gain reached at the end of a clip
+    identity_drift: float = 0.35  # fraction of the way to a hue-rotated texture at a clip's end
+    shape_noise: float = 0.3  # std of the garment amplitude's per-frame factor
+    mask_noise: int = 1  # pixels of random erosion or dilation of the mask
+
+
+@dataclass
+class Subject:
+    """A dressed body. binding: M surface points (the ground truth's Gaussians); colors:
+    (M, 3); log_scales: (M, 1); rest_points / weights: (M, 3) / (M, J); region masks (M,)."""
+
+    spec: SubjectSpec
+    shape: torch.Tensor
+    binding: SurfaceBinding
+    colors: torch.Tensor
+    log_scales: torch.Tensor
+    rest_points: torch.Tensor
+    weights: torch.Tensor
+    skirt: torch.Tensor  # (M,) in [0, 1]: 0 at the waist, 1 at the hem, -1 outside the skirt
+    shirt: torch.Tensor  # (M,) in [0, 1] the same for the shirt's torso, -1 outside
+    sleeve: torch.Tensor  # (M,) bool
+    centre: torch.Tensor  # (3,) the rest body's hip centre
+
+
+def _part_of(body: BodyModel, weights: torch.Tensor) -> torch.Tensor:
+    return joint_parts(body)[dominant_joints(weights)]
+
+
+def make_subject(body: BodyModel, spec: SubjectSpec, level: int = 1) -> Subject:
+    """Dress the body of `spec.shape` (see the module doc)."""
+    shape = torch.tensor(spec.shape)
+    with torch.no_grad():
+        rest = body.rest_vertices(shape[None])[0]
+    binding = bind_surface(body.faces, len(rest), level)
+    points = binding.interpolate(body.faces, rest)
+    weights = binding.interpolate(body.faces, body.skin_weights)
+    part = _part_of(body, weights)
+    roots = {name: p for p, name in enumerate(body.part_roots)}
+    keypoints = body.keypoints_from_vertices(rest[None])[0]
+    kp = {n: keypoints[i] for i, n in enumerate(body.keypoint_names)}
+    hip_y = float((kp["left_hip"][1] + kp["right_hip"][1]) / 2)
+    knee_y = float((kp["left_knee"][1] + kp["right_knee"][1]) / 2)
+    ankle_y = float((kp["left_ankle"][1] + kp["right_ankle"][1]) / 2)
+    shoulder_y = float((kp["left_shoulder"][1] + kp["right_shoulder"][1]) / 2)
+    centre = (kp["left_hip"] + kp["right_hip"]) / 2
+    y, z = points[:, 1], points[:, 2]
+    is_head = part == roots[body.part_roots[1]]
+    is_torso = part == 0
+    upper_arm = torch.zeros_like(is_head)
+    lower_arm = torch.zeros_like(is_head)
+    for p, name in enumerate(body.part_roots):
+        if name.startswith(("upperarm", "left_shoulder", "right_shoulder")):
+            upper_arm |= part == p
+        if name.startswith(("lowerarm", "left_elbow", "right_elbow")):
+            lower_arm |= part == p
+    legs = ~(is_head | is_torso | upper_arm | lower_arm)
+
+    def rgb(c):
+        return torch.tensor(c).expand(len(points), 3)
+
+    colors = rgb(spec.skin).clone()
+    waist_y = hip_y + 0.08
+    top = (is_torso & (y > waist_y - 0.12)) | upper_arm
+    stripes = 0.8 + 0.2 * (torch.sin(2 * math.pi * y / 0.07) > 0).float()
+    colors[top] = rgb(spec.top)[top] * stripes[top, None]
+    back = top & is_torso & (z < centre[2] - 0.03) & ((points[:, 0] - centre[0]).abs() < 0.1) & (y > shoulder_y - 0.3) & (y < shoulder_y - 0.1)
+    colors[back] = rgb(spec.patch)[back]
+    bottom = legs | (is_torso & ~top)
+    colors[bottom] = rgb(spec.bottom)[bottom] * (0.9 + 0.1 * torch.sin(2 * math.pi * points[bottom, 0:1] / 0.05))
+    shoes = legs & (y < ankle_y + 0.03)
+    colors[shoes] = 0.12
+    head_top = is_head & ((y > float(kp["left_eye"][1]) + 0.03) | (z < float(kp["nose"][2]) - 0.1))
+    colors[head_top] = rgb(spec.hair)[head_top]
+
+    skirt = torch.full((len(points),), -1.0)
+    shirt = torch.full((len(points),), -1.0)
+    sleeve = torch.zeros(len(points), dtype=torch.bool)
+    if spec.garment == "skirt":
+        hem_y = knee_y + 0.06
+        inside = bottom & (y <= waist_y) & (y >= hem_y)
+        skirt[inside] = ((waist_y - y[inside]) / (waist_y - hem_y)).clamp(0, 1)
+        colors[inside] = rgb(spec.bottom)[inside] * (0.85 + 0.15 * (torch.sin(2 * math.pi * y[inside] / 0.05) > 0).float()[:, None])
+    elif spec.garment == "loose_shirt":
+        low = top & is_torso & (y < shoulder_y - 0.15)
+        shirt[low] = ((shoulder_y - 0.15 - y[low]) / (shoulder_y - 0.15 - (waist_y - 0.12))).clamp(0, 1)
+        sleeve = upper_arm
+    else:
+        raise ValueError(f"unknown garment {spec.garment!r}; choose one of {GARMENTS}")
+    n = 2**level
+    spacing = (2 * face_areas(rest, body.faces)[binding.face_index]).sqrt() / n
+    log_scales = (0.6 * spacing).clamp(min=1e-4).log()[:, None]
+    return Subject(spec, shape, binding, colors.clamp(0, 1), log_scales, points, weights, skirt, shirt, sleeve, centre)
+
+
+def _angle(pose: BodyPose, body: BodyModel, joint: str, axis: int) -> torch.Tensor:
+    """(B,) the rotation of `joint` about a world axis (its axis-angle component), radians."""
+    return pose.joint_rotations[:, body.joint_index(joint), axis]
+
+
+def garment_offsets(subject: Subject, body: BodyModel, pose: BodyPose, amplitude_factor: float = 1.0) -> torch.Tensor:
+    """(B, M, 3) canonical displacement of the garment in each pose (see the module doc)."""
+    spec, p = subject.spec, subject.rest_points
+    B = pose.batch
+    A = spec.amplitude * amplitude_factor
+    radial = p - subject.centre
+    radial = F.normalize(radial * torch.tensor([1.0, 0.0, 1.0]), dim=-1)  # horizontal, away from the axis
+    out = torch.zeros(B, len(p), 3)
+    names = body.part_roots
+    if spec.garment == "skirt":
+        t = subject.skirt.clamp(min=0)[None]  # (1, M)
+        inside = (subject.skirt >= 0).float()[None]
+        left_leg, right_leg = names[6], names[8]
+        flex_l, flex_r = _angle(pose, body, left_leg, 0), _angle(pose, body, right_leg, 0)  # (B,)
+        spread = (flex_l - flex_r).abs()[:, None]  # legs apart: the skirt flares more
+        flare = A * t**1.5 * (1 + 2.5 * spread) * inside
+        side_left = (p[:, 0] > subject.centre[0]).float()[None]
+        swing = A * 1.5 * t * inside * (side_left * torch.sin(flex_l)[:, None] + (1 - side_left) * torch.sin(flex_r)[:, None])
+        out = flare[..., None] * radial[None] + swing[..., None] * torch.tensor([0.0, 0.0, -1.0])
+    else:
+        t = subject.shirt.clamp(min=0)[None]
+        inside = (subject.shirt >= 0).float()[None]
+        up_l, up_r = _angle(pose, body, names[2], 2), _angle(pose, body, names[4], 2)  # arm raise (about Z)
+        raise_ = ((up_l.abs() + up_r.abs()) / 2)[:, None]
+        stand_off = A * 0.5 * (0.4 + t) * inside * (1 + raise_)
+        lift = A * 1.2 * t * inside * raise_
+        out = stand_off[..., None] * radial[None] + lift[..., None] * torch.tensor([0.0, 1.0, 0.0])
+        sag = A * 0.5 * subject.sleeve.float()[None] * (1 + raise_)
+        out = out + sag[..., None] * torch.tensor([0.0, -1.0, 0.0])
+    return out
+
+
+def hue_rotated(colors: torch.Tensor, amount: float) -> torch.Tensor:
+    """Colours (..., 3) moved `amount` of the way to their channel-rotated version (a simple,
+    visible change of identity: red tops turn green-ish)."""
+    return torch.lerp(colors, colors.roll(1, -1), amount)
+
+
+def render_subject(
+    subject: Subject,
+    body: BodyModel,
+    pose: BodyPose,
+    camera: Camera,
+    amplitude_factor: float = 1.0,
+    colors: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W)."""
+    with torch.no_grad():
+        transforms = body.forward(subject.shape[None], pose).bone_transforms
+        canonical = subject.rest_points + garment_offsets(subject, body, pose, amplitude_factor)[0]
+        means = blend_points(subject.weights, transforms, canonical)[0]
+        M = means.shape[0]
+        quats = torch.zeros(M, 4)
+        quats[:, 0] = 1
+        out = render(means, quats, subject.log_scales.exp().expand(M, 3), torch.full((M,), OPACITY),
+                     subject.colors if colors is None else colors, camera, torch.ones(3))  # fmt: skip
+    return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
+
+
+def imperfect_frame(
+    subject: Subject,
+    body: BodyModel,
+    pose: BodyPose,
+    camera: Camera,
+    progress_in_clip: float,
+    imperfections: Imperfections,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1})."""
+    amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator))
+    colors = hue_rotated(subject.colors, imperfections.identity_drift * progress_in_clip)
+    image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
+    gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator)
+    person = image * gain
+    image = (person * alpha[..., None] + (1 - alpha[..., None])).clamp(0, 1)
+    mask = (alpha > 0.5).float()
+    if imperfections.mask_noise > 0:
+        k = 2 * imperfections.mask_noise + 1
+        if float(torch.rand((), generator=generator)) < 0.5:
+            mask = F.max_pool2d(mask[None, None], k, 1, imperfections.mask_noise)[0, 0]
+        else:
+            mask = -F.max_pool2d(-mask[None, None], k, 1, imperfections.mask_noise)[0, 0]
+    return image, mask

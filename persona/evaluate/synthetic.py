@@ -1,0 +1,235 @@
+"""`python -m persona bench synthetic [--quick]`: the PERSONA optimisation against ground truth.
+
+For each synthetic subject (`persona.evaluate.subjects`):
+1. the captured photo: the subject rendered exactly, from the front, in the photo pose;
+2. the first avatar, as the pipeline makes it: texture projected from the photo onto the body
+   (the true shape and pose stand in for the fit), Gaussians optimised on the photo;
+3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk and
+   dance, orbiting cameras) rendered by the simulator with diffusion-like imperfections;
+4. held-out ground truth: other motions (wave, jump, turn around) from other views, exact;
+5. the PERSONA optimisation, for the full method and each ablation, then PSNR, SSIM and
+   silhouette IoU on the held-out frames and PSNR at the input view.
+
+PSNR and SSIM are computed on the person's box (the union of both silhouettes' boxes, plus
+a margin), both images on white, so the empty background does not inflate them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from persona.avatar.deform import DeformConfig
+from persona.avatar.losses import iou, psnr, ssim
+from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
+from persona.avatar.optimize import PersonaConfig, optimize_persona
+from persona.avatar.texture import project_texture
+from persona.avatar.train import AvatarConfig, initial_avatar, optimize_on_photo
+from persona.body.model import BodyModel, BodyPose
+from persona.body.weight_field import WeightFieldConfig
+from persona.camera import Camera
+from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, imperfect_frame, make_subject, render_subject
+from persona.generate.driving import plan_driving
+from persona.generate.training_set import CAPTURED, TrainingFrame, TrainingSet
+
+Log = Callable[[str], None]
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {},
+    "no_balanced_sampling": {"balanced_sampling": False},
+    "no_geometry_weighting": {"geometry_weighting": False},
+    "no_pose_deformation": {"pose_deformation": False},
+}
+
+
+@dataclass
+class SyntheticConfig:
+    subjects: int = 3
+    avatar_level: int = 1  # the avatar's surface grid (the ground truth is one level finer)
+    photo_size: tuple[int, int] = (288, 384)  # width, height of the captured photo
+    resolution: int = 384  # longer side of the generated and held-out frames
+    train_motions: tuple[str, ...] = ("walk", "dance")
+    frames_per_motion: int = 32
+    heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
+    heldout_per_motion: int = 6
+    first_iterations: int = 200  # the first avatar's optimisation on the photo
+    persona: PersonaConfig = field(default_factory=lambda: PersonaConfig(iterations=1500))
+    imperfections: Imperfections = field(default_factory=Imperfections)
+    device: str = "cpu"
+
+
+QUICK = SyntheticConfig(
+    subjects=2, avatar_level=0, photo_size=(144, 192), resolution=160, frames_per_motion=12, heldout_per_motion=3,
+    first_iterations=80,
+    persona=PersonaConfig(
+        iterations=240, deform=DeformConfig(triplane_channels=8, triplane_resolution=32, hidden=64),
+        skinning=WeightFieldConfig(resolution=40),
+    ),
+)  # fmt: skip
+
+
+@dataclass
+class Scene:
+    """One subject's data: the training set, the first avatar, the held-out truth."""
+
+    subject: Subject
+    training_set: TrainingSet
+    first_avatar: GaussianAvatar
+    heldout: list[TrainingFrame]
+
+
+def photo_setup(body: BodyModel, shape: torch.Tensor, size: tuple[int, int]) -> tuple[BodyPose, Camera]:
+    """The photo's pose (the rest A-pose, standing 2.4 m in front of the camera) and camera
+    (at the origin looking down -Z, 50 degrees vertical field of view, as the body fit's)."""
+    with torch.no_grad():
+        rest = body.rest_vertices(shape[None])[0]
+    centre = (rest.min(0).values + rest.max(0).values) / 2
+    pose = BodyPose.zeros(1, body.num_joints)
+    pose.translation[0] = torch.tensor([-float(centre[0]), -float(centre[1]), -2.4 - float(centre[2])])
+    W, H = size
+    f = 0.5 * H / torch.tan(torch.deg2rad(torch.tensor(25.0))).item()
+    camera = Camera(torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])), f, f, W / 2, H / 2, W, H)
+    return pose, camera
+
+
+def build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed: int) -> Scene:
+    """Steps 1-4 of the module doc for one subject."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = subject.shape
+    pose, camera = photo_setup(body, shape, config.photo_size)
+    image, alpha = render_subject(subject, body, pose, camera)
+    photo = TrainingFrame(image, alpha, pose, camera, captured=True, motion=CAPTURED)
+
+    # The first avatar, as `persona.pipeline.build_avatar` makes it.
+    with torch.no_grad():
+        posed = body.forward(shape[None], pose).vertices[0]
+    head = body.skin_weights[:, [body.joint_index(j) for j in body.head_joints]].sum(1) > 0.5
+    texture = project_texture(posed, body.faces, head, camera, image, alpha)
+    avatar_config = AvatarConfig(subdivision=config.avatar_level, iterations=config.first_iterations)
+    first = initial_avatar(body, shape, pose, camera, texture.colors, avatar_config)
+    first, _ = optimize_on_photo(first, AvatarRig(body, first), image, alpha, camera, avatar_config)
+
+    # Generated frames: the pipeline's driving plan, rendered with imperfections.
+    plan = plan_driving(body, shape, pose, camera, config.train_motions, config.frames_per_motion, config.resolution)
+    frames = [photo]
+    for clip in plan.clips:
+        for i, cam in enumerate(clip.cameras):
+            frame_pose = clip.poses.index(i)
+            img, mask = imperfect_frame(subject, body, frame_pose, cam, i / max(1, clip.num_frames - 1), config.imperfections, generator)
+            frames.append(TrainingFrame(img, mask, frame_pose, cam, captured=False, motion=clip.name, index=i))
+    training_set = TrainingSet(frames, shape, "simulator", [c.name for c in plan.clips])
+
+    # Held-out truth: other motions from views between the training views.
+    heldout_plan = plan_driving(
+        body, shape, pose, camera, config.heldout_motions, config.heldout_per_motion + 1, config.resolution, orbit_degrees=300.0
+    )
+    heldout = []
+    for clip in heldout_plan.clips:
+        for i in range(1, clip.num_frames):  # frame 0 is the photo's pose
+            cam = clip.cameras[i]
+            frame_pose = clip.poses.index(i)
+            img, a = render_subject(subject, body, frame_pose, cam)
+            heldout.append(TrainingFrame(img, a, frame_pose, cam, captured=False, motion=clip.name, index=i))
+    return Scene(subject, training_set, first, heldout)
+
+
+def _box(*masks: torch.Tensor, margin: int = 4) -> tuple[slice, slice]:
+    union = torch.stack(masks).amax(0) > 0.5
+    ys, xs = torch.nonzero(union, as_tuple=True)
+    if len(ys) == 0:
+        return slice(None), slice(None)
+    H, W = union.shape
+    return slice(max(0, int(ys.min()) - margin), min(H, int(ys.max()) + margin + 1)), slice(max(0, int(xs.min()) - margin), min(W, int(xs.max()) + margin + 1))
+
+
+@dataclass
+class FrameScores:
+    psnr: float
+    ssim: float
+    iou: float
+
+
+def score(avatar: GaussianAvatar, rig: AvatarRig, truth: TrainingFrame) -> FrameScores:
+    """The avatar against one ground-truth frame (image on white and alpha)."""
+    with torch.no_grad():
+        means = rig.posed_means(avatar, truth.pose)[0]
+        out = render_gaussians(avatar, means, truth.camera, torch.ones(3))
+    ys, xs = _box(out.alpha, truth.mask)
+    a, b = out.features.clamp(0, 1)[ys, xs], truth.image[ys, xs]
+    return FrameScores(psnr(a, b), float(ssim(a, b)), iou(out.alpha, truth.mask))
+
+
+def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str, float]:
+    rig = AvatarRig(body, avatar)
+    held = [score(avatar, rig, f) for f in scene.heldout]
+    photo = scene.training_set.captured[0]
+    at_input = score(avatar, rig, TrainingFrame(photo.image, photo.mask, avatar.photo_pose, photo.camera, True, CAPTURED))
+    mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
+    return {
+        "psnr_heldout": mean([s.psnr for s in held]),
+        "ssim_heldout": mean([s.ssim for s in held]),
+        "iou_heldout": mean([s.iou for s in held]),
+        "psnr_input_view": at_input.psnr,
+        "iou_input_view": at_input.iou,
+    }
+
+
+def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log = print) -> dict:
+    """Every variant on every subject; returns the JSON record (means over subjects, and per
+    subject)."""
+    from persona.benchmark import machine
+    from persona.pipeline import versions
+
+    start = time.perf_counter()
+    per_subject: dict[str, dict[str, dict[str, float]]] = {}
+    seconds: dict[str, float] = {name: 0.0 for name in ["first_avatar", *VARIANTS]}
+    for s, spec in enumerate(SUBJECTS[: config.subjects]):
+        t = time.perf_counter()
+        subject = make_subject(body, spec, config.avatar_level + 1)
+        scene = build_scene(body, subject, config, seed=s)
+        seconds["first_avatar"] += time.perf_counter() - t
+        results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
+        log(f"{spec.name}: first avatar {results['first_avatar']}")
+        for name, switches in VARIANTS.items():
+            t = time.perf_counter()
+            avatar, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, **switches))
+            seconds[name] += time.perf_counter() - t
+            results[name] = evaluate(avatar, body, scene)
+            log(f"{spec.name}: {name} {results[name]} ({time.perf_counter() - t:.0f} s)")
+        per_subject[spec.name] = results
+    names = ["first_avatar", *VARIANTS]
+    variants = {
+        name: {
+            **{k: round(sum(r[name][k] for r in per_subject.values()) / len(per_subject), 4) for k in per_subject[SUBJECTS[0].name][name]},
+            "seconds": round(seconds[name], 1),
+        }
+        for name in names
+    }
+    return {
+        "benchmark": "synthetic",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "config": asdict(config),
+        "metrics": "PSNR (dB) and SSIM on the person's box on white; IoU of silhouettes (alpha > 0.5); means over subjects",
+        "variants": {k: v for k, v in variants.items() if k != "first_avatar"},
+        "first_avatar": variants["first_avatar"],
+        "per_subject": {s: {n: {k: round(v, 4) for k, v in r.items()} for n, r in res.items()} for s, res in per_subject.items()},
+        "seconds_total": round(time.perf_counter() - start, 1),
+    }
+
+
+def write_synthetic_benchmark(body: BodyModel, quick: bool, out: Path | None = None, log: Log = print) -> Path:
+    config = QUICK if quick else SyntheticConfig()
+    record = run_synthetic_benchmark(body, config, log)
+    record["quick"] = quick
+    out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return out

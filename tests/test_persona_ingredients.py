@@ -1,0 +1,192 @@
+"""The ingredients of the PERSONA optimisation on tiny inputs and on the real anny body:
+balanced sampling, kinematic hops and the pose-input mask, rigid regions, the deformer, the
+diffused weight field, and the ground-truth simulator."""
+
+import torch
+
+from persona.avatar.deform import DeformConfig, PoseDeformer, pose_features
+from persona.avatar.model import AvatarRig, blend_points
+from persona.avatar.sampling import BalancedSampler
+from persona.avatar.train import AvatarConfig, initial_avatar
+from persona.body.model import BodyPose
+from persona.body.regions import dominant_joints, joint_hops, joint_parts, pose_input_mask, rigid_points
+from persona.body.weight_field import WeightFieldConfig, build_weight_field, collapse_to_joints
+
+TINY = DeformConfig(triplane_channels=4, triplane_resolution=8, hidden=16, hidden_layers=2, groups=4)
+
+
+# --- balanced sampling ------------------------------------------------------------------------
+
+
+def test_balanced_sampler_shows_the_photo_as_often_as_all_generated_frames():
+    sampler = BalancedSampler([0], list(range(1, 41)), balanced=True, seed=3)
+    epoch = sampler.epoch()
+    assert len(epoch) == 80
+    assert epoch.count(0) == 40  # 1:1
+    assert sorted(i for i in epoch if i != 0) == list(range(1, 41))  # each generated frame once
+    assert epoch != sorted(epoch)  # shuffled together, not photo-first
+    assert BalancedSampler([0], list(range(1, 41)), seed=3).epoch() == epoch  # seeded
+
+
+def test_unbalanced_sampler_shows_every_frame_once():
+    epoch = BalancedSampler([0, 1], list(range(2, 12)), balanced=False).epoch()
+    assert sorted(epoch) == list(range(12))
+
+
+def test_balanced_sampler_cycles_several_captured_frames():
+    epoch = BalancedSampler([0, 1], list(range(2, 8)), balanced=True).epoch()
+    assert epoch.count(0) == 3 and epoch.count(1) == 3 and len(epoch) == 12
+    stream = iter(BalancedSampler([0], [1, 2]))
+    assert sorted(next(stream) for _ in range(8)) == [0, 0, 0, 0, 1, 1, 2, 2]  # epoch after epoch
+
+
+# --- kinematic regions ------------------------------------------------------------------------
+
+
+def test_joint_hops_on_a_tiny_tree():
+    #   0 - 1 - 2
+    #    \- 3 - 4
+    hops = joint_hops([-1, 0, 1, 0, 3])
+    assert hops[2, 4].item() == 4 and hops[4, 2].item() == 4
+    assert hops[1, 3].item() == 2 and hops[0, 0].item() == 0 and hops[0, 2].item() == 2
+
+
+def test_pose_input_mask_keeps_nearby_joints_only(body):
+    pose_joints = [body.joint_index(j) for j in body.fit_joints]
+    names = list(body.fit_joints)
+    # One point on the left shin, one on the right forearm (their weights: one-hot).
+    weights = torch.zeros(2, body.num_joints)
+    weights[0, body.joint_index("lowerleg01.L")] = 1
+    weights[1, body.joint_index("lowerarm01.R")] = 1
+    mask = pose_input_mask(body, weights, pose_joints, max_hops=4)
+    seen = [{names[p] for p in torch.nonzero(mask[i])[:, 0].tolist()} for i in range(2)]
+    assert {"lowerleg01.L", "upperleg01.L", "foot.L"} <= seen[0]
+    assert not {"upperarm01.R", "lowerarm01.L", "head", "lowerleg01.R"} & seen[0]
+    assert {"lowerarm01.R", "upperarm01.R", "wrist.R"} <= seen[1]
+    assert not {"upperleg01.L", "foot.R", "head"} & seen[1]
+    hops = joint_hops(body.parents)
+    for i, j in enumerate(pose_joints):  # exactly the <= 4-hop rule
+        assert bool(mask[0, i]) == (hops[body.joint_index("lowerleg01.L"), j] <= 4)
+
+
+def test_rigid_points_are_hands_eyes_and_face(body):
+    rest = body.rest_vertices(body.default_shape[None])[0]
+    rigid = rigid_points(body, body.skin_weights, rest)
+    dominant = dominant_joints(body.skin_weights)
+    names = [body.joint_names[j] for j in dominant.tolist()]
+    fingers = torch.tensor([n.startswith(("finger", "metacarpal", "wrist")) for n in names])
+    assert rigid[fingers].all()  # hands
+    assert rigid[torch.tensor([n.startswith("eye") for n in names])].all()
+    head = dominant == body.joint_index("head")
+    nose = body.keypoint_regressor[body.keypoint_names.index("nose")].argmax()
+    assert rigid[nose]  # the face
+    back_of_head = head & (rest[:, 2] < rest[head, 2].mean() - 0.03)
+    assert back_of_head.any() and not rigid[back_of_head].any()  # hair may move
+    legs = torch.tensor([n.startswith(("upperleg", "lowerleg")) for n in names])
+    assert not rigid[legs].any()
+
+
+def test_joint_parts_follow_the_part_roots(body):
+    parts = joint_parts(body)
+    roots = list(body.part_roots)
+    assert parts[body.joint_index("finger2-3.L")] == roots.index("lowerarm01.L")
+    assert parts[body.joint_index("toe1-1.R")] == roots.index("lowerleg01.R")
+    assert parts[body.joint_index("eye.L")] == roots.index("neck01")
+    assert parts[body.joint_index("spine03")] == 0 and parts[0] == 0
+
+
+# --- the deformer -----------------------------------------------------------------------------
+
+
+def test_deformer_starts_at_zero_and_respects_mask_and_rigid_points():
+    torch.manual_seed(0)
+    deformer = PoseDeformer(TINY, num_pose_joints=3, centre=torch.zeros(3))
+    points = torch.randn(5, 3) * 0.3
+    pose = pose_features(torch.randn(2, 3, 3) * 0.5)  # (B=2, P=3, 6)
+    mask = torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 1]])
+    movable = torch.tensor([1.0, 1, 1, 0, 1])
+    assert deformer(points, pose, mask, movable).abs().max() == 0  # zero-initialised output
+    torch.nn.init.normal_(deformer.out.weight)  # as after training
+    out = deformer(points, pose, mask, movable)
+    assert out.shape == (2, 5, 3)
+    assert out[:, 3].abs().max() == 0  # rigid: no offset whatever the pose
+    assert out[:, [0, 1, 2, 4]].abs().min() > 0
+    # Point 0 sees joint 0 only: moving joints 1 and 2 changes nothing for it, joint 0 does.
+    moved = pose.clone()
+    moved[:, 1:] += 0.3
+    again = deformer(points, moved, mask, movable)
+    assert torch.equal(again[:, 0], out[:, 0]) and not torch.equal(again[:, 1], out[:, 1])
+    moved[:, 0] += 0.3
+    assert not torch.equal(deformer(points, moved, mask, movable)[:, 0], out[:, 0])
+
+
+def test_pose_features_are_zero_at_rest():
+    assert pose_features(torch.zeros(1, 4, 3)).abs().max() == 0
+    assert pose_features(torch.tensor([[[0.0, 0.0, 0.5]]])).abs().max() > 0.1
+
+
+# --- diffused skinning ------------------------------------------------------------------------
+
+
+def _field(body, resolution=24):
+    rest = body.rest_vertices(body.default_shape[None])[0]
+    joints = [0] + [body.joint_index(j) for j in body.fit_joints]
+    return rest, joints, build_weight_field(rest, body.skin_weights, body.parents, joints, WeightFieldConfig(resolution=resolution))
+
+
+def test_diffused_weights_sum_to_one_and_equal_the_bodys_on_the_surface(body):
+    rest, joints, field = _field(body)
+    assert field.grid.dtype == torch.float16 and field.grid.shape == (len(joints), 24, 24, 24)
+    surface = field.sample(rest)
+    on_surface = field.skin_weights(body.skin_weights, surface, rest)
+    assert torch.allclose(on_surface, body.skin_weights, atol=1e-6)
+    moved = rest + torch.randn_like(rest) * 0.05  # off the skin
+    w = field.skin_weights(body.skin_weights, surface, moved)
+    assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(len(rest)), atol=1e-5)
+    assert (w - body.skin_weights).abs().sum(-1).max() > 0.1  # and they do change away from it
+    grid_sums = field.grid.float().sum(0)
+    assert torch.allclose(grid_sums, torch.ones_like(grid_sums), atol=2e-3)
+
+
+def test_diffused_weights_are_smooth_between_the_legs(body):
+    """A point midway between the knees mixes both legs' weights (the body's nearest vertex
+    would give all of it to one leg)."""
+    rest, joints, field = _field(body, 32)
+    kp = body.keypoints_from_vertices(rest[None])[0]
+    knees = kp[[body.keypoint_names.index("left_knee"), body.keypoint_names.index("right_knee")]]
+    w = field.sample(knees.mean(0, keepdim=True))[0]
+    left = w[[body.joint_index(j) for j in ("upperleg01.L", "lowerleg01.L")]].sum()
+    right = w[[body.joint_index(j) for j in ("upperleg01.R", "lowerleg01.R")]].sum()
+    assert 0.25 < left / (left + right) < 0.75
+
+
+def test_collapsing_weights_onto_the_posed_joints_keeps_skinning_within_a_centimetre(body):
+    """Joints that a pose does not rotate move nearly with their nearest rotated ancestor, so
+    skinning with the collapsed weights gives nearly the same points (the field's channels)."""
+    rest, joints, _ = _field(body, 8)
+    pose = BodyPose.zeros(1, body.num_joints)
+    generator = torch.Generator().manual_seed(0)
+    pose.joint_rotations[0, joints[1:]] = torch.randn(len(joints) - 1, 3, generator=generator) * 0.4
+    transforms = body.forward(body.default_shape[None], pose).bone_transforms
+    collapsed = torch.zeros(len(rest), body.num_joints)
+    collapsed[:, joints] = collapse_to_joints(body.skin_weights, body.parents, joints)
+    a = blend_points(body.skin_weights, transforms, rest)
+    b = blend_points(collapsed, transforms, rest)
+    assert (a - b).norm(dim=-1).max() < 0.01
+
+
+def test_a_deformed_avatar_poses_like_the_body_when_its_offsets_are_zero(body):
+    """With a deformer whose output is zero, posing through the diffused weights gives the
+    plain LBS of the surface points (the weights equal the body's on the surface)."""
+    shape = body.default_shape
+    colors = torch.full((len(body.skin_weights), 3), 0.5)
+    avatar = initial_avatar(body, shape, BodyPose.zeros(1, body.num_joints), None, colors, AvatarConfig(subdivision=0))
+    deformer = PoseDeformer(TINY, len(body.fit_joints), torch.zeros(3))
+    from dataclasses import replace
+
+    deformed = replace(avatar, deformer=deformer, skinning=WeightFieldConfig(resolution=16), pose_joints=tuple(body.fit_joints))
+    rig = AvatarRig(body, deformed)
+    pose = BodyPose.zeros(1, body.num_joints)
+    pose.joint_rotations[0, body.joint_index("upperleg01.L"), 0] = -0.6
+    plain = rig.pose_points(rig.rest_points, pose)
+    assert (rig.posed_means(deformed, pose) - plain).abs().max() < 1e-5
