@@ -141,10 +141,8 @@ def test_deterministic_for_a_seed(subject):
 
 def test_backends_registry():
     assert set(BACKENDS) >= {"synth", "wan-vace", "mimicmotion"}
-    assert get_backend("synth").run is not None
-    for name in ("wan-vace", "mimicmotion"):
-        with pytest.raises(PersonaError, match="needs Hub weights"):
-            get_backend(name)
+    for name in ("synth", "wan-vace", "mimicmotion"):  # the diffusion ones fall back to synth without weights
+        assert get_backend(name).run is not None
     with pytest.raises(PersonaError, match="Unknown training-video generator"):
         get_backend("sora")
 

@@ -13,10 +13,10 @@ Backends (`BACKENDS`):
   texture fill): they give the deformation stage consistent geometry to fit, and exercise the
   whole path that the diffusion backends plug into.
 - `wan-vace` (Wan2.1-VACE-1.3B, Apache-2.0) and `mimicmotion` (research-only weights): the
-  pose-guided video diffusion backends. They need Hub weights and are not implemented yet;
-  asking for them raises `PersonaError`. To add one, write a function with the `Backend`
-  signature (skeleton images from `driving.clip_keypoints` + `condition.skeleton_video`)
-  and set it as the `run` of its `BackendSpec`.
+  pose-guided video diffusion backends (`persona.generate.diffusion`). They need Hub weights
+  (`persona.hub`) and CUDA; when either is missing they raise `PersonaError`, and
+  `generate_training_set` falls back to `synth`, logs why and notes it in the TrainingSet
+  (whose `backend` names the backend that really made the frames).
 
 The avatar optimisation does not use the generated frames yet (issue 6 will).
 """
@@ -138,18 +138,31 @@ def synth_backend(
 
 # --- the registry -----------------------------------------------------------------------------
 
+
+def _mimicmotion(*args, **kwargs) -> list[TrainingFrame]:
+    from persona.generate.diffusion import mimicmotion_backend  # diffusers loads only when asked for
+
+    return mimicmotion_backend(*args, **kwargs)
+
+
+def _wan_vace(*args, **kwargs) -> list[TrainingFrame]:
+    from persona.generate.diffusion import wan_vace_backend
+
+    return wan_vace_backend(*args, **kwargs)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "synth": BackendSpec(
         "synth", "renders the first avatar in the driving poses (embedded, no weights)", "Apache-2.0", "none", synth_backend
     ),
     "wan-vace": BackendSpec(
         "wan-vace", "Wan2.1-VACE-1.3B pose-controlled video diffusion (diffusers WanVACEPipeline)", "Apache-2.0",
-        "Hub: Wan-AI/Wan2.1-VACE-1.3B-diffusers", None,
+        "Hub: Wan-AI/Wan2.1-VACE-1.3B-diffusers", _wan_vace,
     ),
     "mimicmotion": BackendSpec(
         "mimicmotion", "MimicMotion (SVD-xt-1.1 + PoseNet), the paper's generator",
         "research only (MimicMotion), SVD-xt-1.1 community licence (gated)",
-        "Hub: tencent/MimicMotion + stabilityai/stable-video-diffusion-img2vid-xt-1-1", None,
+        "Hub: tencent/MimicMotion + stabilityai/stable-video-diffusion-img2vid-xt-1-1", _mimicmotion,
     ),
 }  # fmt: skip
 
@@ -185,10 +198,21 @@ def generate_training_set(
         inputs.body, inputs.shape, photo.pose, photo.camera, config.motions, config.frames_per_motion,
         config.resolution, config.orbit_degrees, config.blend_frames,
     )  # fmt: skip
-    # 3. Generate the frames
+    # 3. Generate the frames; a diffusion backend without weights or GPU falls back to synth
     generator = torch.Generator().manual_seed(seed)
-    frames = spec.run(inputs, plan, config, generator, progress)
+    notes: list[str] = []
+    try:
+        frames = spec.run(inputs, plan, config, generator, progress)
+    except PersonaError as err:
+        if spec.name == "synth":
+            raise
+        log.warning("generate: '%s' unavailable, using 'synth': %s", spec.name, err)
+        notes.append(f"The '{spec.name}' generator was not available ({err}); the embedded 'synth' generator made the frames.")
+        spec = BACKENDS["synth"]
+        frames = spec.run(inputs, plan, config, torch.Generator().manual_seed(seed), progress)
     assert len(frames) == plan.num_frames, (len(frames), plan.num_frames)
     seconds = time.perf_counter() - start
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)
-    return TrainingSet([photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3))
+    return TrainingSet(
+        [photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3), notes
+    )  # fmt: skip

@@ -178,7 +178,9 @@ class MimicMotionPipelineOutput(BaseOutput):
 def tile_indices(num_frames: int, tile_size: int, tile_overlap: int) -> list[list[int]]:
     """MimicMotion's tiles: each holds frame 0 and T-1 consecutive frames; the stride is
     T-O; a last tile ends at the last frame. num_frames <= tile_size gives one tile."""
-    N, T = num_frames, min(tile_size, num_frames)
+    N, T = num_frames, tile_size
+    if N <= T:
+        return [list(range(N))]
     tiles = [[0, *range(i + 1, min(i + T, N))] for i in range(0, N - T + 1, T - tile_overlap)]
     if tiles[-1][-1] < N - 1:
         tiles.append([0, *range(N - T + 1, N)])

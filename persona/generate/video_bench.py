@@ -98,10 +98,10 @@ def build_mimicmotion(device: torch.device, dtype: torch.dtype, scale: str = "fu
                                 image_size=224, patch_size=32, intermediate_size=37)  # fmt: skip
         pose_channels = 32
     with torch.device(device):  # random init on the GPU: seconds instead of minutes
-        unet = UNetSpatioTemporalConditionModel(**unet_kw)
-        vae = AutoencoderKLTemporalDecoder(latent_channels=4, **vae_kw)
+        unet = UNetSpatioTemporalConditionModel(**unet_kw).eval()  # eval, as from_pretrained gives
+        vae = AutoencoderKLTemporalDecoder(latent_channels=4, **vae_kw).eval()
         encoder = CLIPVisionModelWithProjection(clip).eval()
-        pose_net = PoseNet(noise_latent_channels=pose_channels)
+        pose_net = PoseNet(noise_latent_channels=pose_channels).eval()
     scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER)
     pipe = MimicMotionPipeline(vae, encoder, unet, scheduler, CLIPImageProcessor(crop_size=224, size=224), pose_net)
     pipe.to(device)  # AlphaBlender.mix_factor is made on the CPU whatever the default device
@@ -133,8 +133,8 @@ def build_wan_vace(device: torch.device, dtype: torch.dtype, scale: str = "full"
         transformer = WanVACETransformer3DModel(
             patch_size=(1, 2, 2), in_channels=16, out_channels=16, freq_dim=256, cross_attn_norm=True,
             qk_norm="rms_norm_across_heads", eps=1e-6, vace_in_channels=96, **tkw,
-        )  # fmt: skip
-        vae = AutoencoderKLWan(z_dim=16, temperal_downsample=[False, True, True], **vkw)
+        ).eval()  # fmt: skip
+        vae = AutoencoderKLWan(z_dim=16, temperal_downsample=[False, True, True], **vkw).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     transformer.to(device, dtype)
     keep = set(transformer._keep_in_fp32_modules or [])  # as from_pretrained(torch_dtype=...) leaves them
