@@ -102,6 +102,7 @@ def main() -> None:
         ("pickled_motion", "/make_avatar", (handle_file(str(photo_a)), "preview", "walk", 0, handle_file(str(bad["motion.pkl"]))), "pickle|invalid file type"),
     ]  # fmt: skip
     proc, url = launch(work)
+    load_before = os.getloadavg()
     results = []
     try:
         clients = [Client(url, download_files=str(work / f"client_{r[0]}"), verbose=False) for r in requests]
@@ -144,7 +145,9 @@ def main() -> None:
     out = {
         "what": "8 requests in flight against the launched app (preview preset): 4 real makes, 4 bad inputs",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+                    "load_average_1_5_15_min_at_start": [round(x, 2) for x in load_before],
+                    "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
                     "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "versions": {name: metadata.version(name) for name in ("gradio", "gradio_client", "torch", "persona")},
         "app": {"concurrency": os.environ.get("PERSONA_CONCURRENCY", "1 (CPU default)"), "queue_max_size": os.environ.get("PERSONA_QUEUE_SIZE", "32")},
