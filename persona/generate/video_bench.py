@@ -10,7 +10,7 @@ with CUDA synchronisation; peak memory is `torch.cuda.max_memory_allocated`. A p
 seconds = clips x seconds of one clip (clips are independent and of equal cost).
 
 On a machine without CUDA it times the embedded `synth` backend on the preview preset
-instead (the `generate` stage of `make`). `scale="tiny"` runs the same code on tiny random
+instead (the `generate` stage of `make`) and adds it to the JSON already there. `scale="tiny"` runs the same code on tiny random
 models (a smoke test of this file, on CPU).
 
 Output: bench/results/video_gpu.json,
@@ -242,7 +242,10 @@ def run_video_benchmark(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if dev.type != "cuda" and scale == "full":
-        record["backends"] = {"synth": {"preview": synth_preview_seconds(printer)}}
+        # CPU: time synth and add it to the GPU record already there (never overwrite it)
+        if out.is_file():
+            record = json.loads(out.read_text())
+        record.setdefault("backends", {})["synth"] = {"preview": synth_preview_seconds(printer)}  # type: ignore[index]
         save()
         return out
     for name in backends:
@@ -277,6 +280,7 @@ def synth_preview_seconds(printer: Callable[[str], None] = print) -> dict[str, o
     import tempfile
 
     from persona.cli import EXAMPLE
+    from persona.config import PRESETS
     from persona.pipeline import MakeOptions, make_avatar
 
     with tempfile.TemporaryDirectory(prefix="persona-bench-") as folder:
@@ -285,8 +289,10 @@ def synth_preview_seconds(printer: Callable[[str], None] = print) -> dict[str, o
     seconds = float(report.seconds["generate"])
     frames = int(report.generated_frames)
     entry = {
-        "frames": frames, "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / max(frames, 1), 4),
-        "peak_gpu_gb": None, "device": "cpu", "torch_threads": torch.get_num_threads(),
+        "frames": frames, "resolution": f"long side {PRESETS['preview'].generate.resolution}",
+        "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / max(frames, 1), 4), "peak_gpu_gb": None,
+        "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     printer(f"synth preview: {json.dumps(entry)}")
     return entry
