@@ -70,7 +70,7 @@ def test_mimicmotion_backend_end_to_end_with_a_tiny_pipeline(subject, monkeypatc
 
 def test_generation_size_and_preset_choice():
     assert diffusion.generation_size(480, 640, 704, 16) == (528, 704)
-    assert diffusion.generation_size(640, 480, 448, 8) == (448, 336)
+    assert diffusion.generation_size(640, 480, 448, 64) == (448, 320)
     assert diffusion.preset_for("mimicmotion", GenerateConfig(frames_per_motion=24)) is diffusion.VIDEO_PRESETS["mimicmotion"]["standard"]
     assert diffusion.preset_for("wan-vace", GenerateConfig(frames_per_motion=12)) is diffusion.VIDEO_PRESETS["wan-vace"]["preview"]
     for rows in diffusion.VIDEO_PRESETS.values():  # the budget: standard <= 20 s of H100

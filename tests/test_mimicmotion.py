@@ -108,7 +108,7 @@ def test_long_video_in_overlapping_tiles(pipe):
 
 
 def test_check_inputs_name_the_bad_value(pipe):
-    with pytest.raises(ValueError, match="multiples of 8"):
+    with pytest.raises(ValueError, match="multiples of 16"):  # tiny UNet: 2 blocks
         pipe(reference(), poses(4)[:, :60, :60], num_inference_steps=1)
     with pytest.raises(ValueError, match="tile_overlap"):
         generate(pipe, tile_size=4, tile_overlap=3)

@@ -74,7 +74,8 @@ VIDEO_PRESETS: dict[str, dict[str, VideoPreset]] = {
         "high": VideoPreset(81, 832, 25, 5.0, seconds_h100=128.8),  # the model card's size
     },
 }
-SIZE_MULTIPLE = {"mimicmotion": 8, "wan-vace": 16}
+# MimicMotion: VAE /8 then three UNet downsamplings /8 -> 64 px; Wan: VAE /8, patch 2 -> 16 px.
+SIZE_MULTIPLE = {"mimicmotion": 64, "wan-vace": 16}
 
 
 def preset_for(backend: str, config) -> VideoPreset:

@@ -230,8 +230,10 @@ class MimicMotionPipeline(DiffusionPipeline):
             raise ValueError(f"`image` must be a PIL image or a (3, H, W) / (1, 3, H, W) tensor in [0, 1], got {type(image)}")
         if isinstance(image, torch.Tensor) and not (image.dim() == 3 or (image.dim() == 4 and image.shape[0] == 1)):
             raise ValueError(f"`image` tensor must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-        if height % self.vae_scale_factor or width % self.vae_scale_factor:
-            raise ValueError(f"`height` and `width` must be multiples of {self.vae_scale_factor}, got {height} x {width}")
+        # the VAE divides by 8, then every UNet down block but the last halves the latent again
+        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        if height % multiple or width % multiple:
+            raise ValueError(f"`height` and `width` must be multiples of {multiple}, got {height} x {width}")
         if not isinstance(pose_video, (np.ndarray, torch.Tensor)) or pose_video.ndim != 4:
             raise ValueError(f"`pose_video` must be (F, H, W, 3) uint8 or (F, 3, H, W) float, got {type(pose_video)}")
         shape = tuple(pose_video.shape)

@@ -14,6 +14,7 @@ last frame up to 4k+1 and trims the output back. Frames: F; images (H, W, 3).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,6 @@ def generate(
     uint8 control frames, H and W multiples of 16. prompt_embeds (1, L, D): precomputed text
     embeddings (then `prompt` is ignored; the benchmark uses random ones to skip UMT5).
     """
-    import time
-
     if skeleton.ndim != 4 or skeleton.shape[-1] != 3 or skeleton.dtype != np.uint8:
         raise ValueError(f"skeleton must be (F, H, W, 3) uint8, got {skeleton.shape} {skeleton.dtype}")
     F, H, W = skeleton.shape[:3]
