@@ -104,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("motions", help="list the built-in motions")
 
-    bench = sub.add_parser("bench", help="time the stages of a preset (cpu) or the video generators (video)")
-    bench.add_argument("target", choices=["cpu", "video"], help="video: diffusion generators on CUDA (synth on CPU)")
+    bench = sub.add_parser(
+        "bench", help="time the stages of a preset (cpu), the video generators (video), or the PERSONA optimisation against ground truth (synthetic)"
+    )
+    bench.add_argument(
+        "target", choices=["cpu", "video", "synthetic"],
+        help="video: diffusion generators on CUDA (synth on CPU); synthetic: full method and ablations on simulated subjects",
+    )  # fmt: skip
+    bench.add_argument("--quick", action="store_true", help="synthetic: the 2-core CPU version (about 10 minutes)")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
     bench.add_argument("--preset", choices=list(PRESETS), default="preview")
     bench.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cpu_<preset>.json, video_gpu.json)")
@@ -170,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                 _animate(args)
             elif args.command == "motions":
                 _motions(args)
+            elif args.command == "bench" and args.target == "synthetic":
+                from persona.body.anny_model import load_anny
+                from persona.evaluate.synthetic import write_synthetic_benchmark
+
+                print(write_synthetic_benchmark(load_anny(), args.quick, args.out, log=lambda m: print(m, flush=True)))
             elif args.command == "bench" and args.target == "video":
                 from persona.generate.video_bench import run_video_benchmark
 

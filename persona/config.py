@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from persona.avatar.animate import ClipConfig
+from persona.avatar.deform import DeformConfig
+from persona.avatar.optimize import PersonaConfig
 from persona.avatar.texture import TextureConfig
 from persona.avatar.train import AvatarConfig
+from persona.body.weight_field import WeightFieldConfig
 from persona.generate.generator import GenerateConfig
 from persona.perceive.fit import FitConfig
 from persona.perceive.person import PerceiveConfig
@@ -30,6 +33,7 @@ class Preset:
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    persona: PersonaConfig = field(default_factory=PersonaConfig)
 
 
 PRESETS: dict[str, Preset] = {
@@ -39,6 +43,10 @@ PRESETS: dict[str, Preset] = {
         avatar=AvatarConfig(subdivision=0, iterations=150),
         clip=ClipConfig(size=384, turntable_frames=48),
         generate=GenerateConfig(frames_per_motion=12, resolution=256),
+        persona=PersonaConfig(
+            iterations=60, deform=DeformConfig(triplane_channels=8, triplane_resolution=32, hidden=64),
+            skinning=WeightFieldConfig(resolution=40),
+        ),
     ),
     "standard": Preset(
         "standard",
@@ -46,6 +54,7 @@ PRESETS: dict[str, Preset] = {
         avatar=AvatarConfig(subdivision=1, iterations=300),
         clip=ClipConfig(size=512, turntable_frames=72),
         generate=GenerateConfig(frames_per_motion=24, resolution=384),
+        persona=PersonaConfig(iterations=400),
     ),
     "high": Preset(
         "high",
@@ -54,6 +63,9 @@ PRESETS: dict[str, Preset] = {
         avatar=AvatarConfig(subdivision=2, iterations=600),
         clip=ClipConfig(size=768, turntable_frames=96),
         generate=GenerateConfig(motions=("walk", "dance", "jump", "wave"), frames_per_motion=36, resolution=512),
+        persona=PersonaConfig(
+            iterations=1200, deform=DeformConfig(triplane_channels=32, triplane_resolution=128), skinning=WeightFieldConfig(resolution=96)
+        ),
     ),
 }
 

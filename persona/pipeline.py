@@ -25,11 +25,13 @@ import persona
 from persona.avatar.animate import ClipConfig, render_motion, render_turntable
 from persona.avatar.losses import iou, psnr
 from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
+from persona.avatar.optimize import PersonaStats, optimize_persona
 from persona.avatar.storage import AVATAR_SCHEMA, export_ply, load_avatar, save_avatar
 from persona.avatar.texture import VertexColors, project_texture
 from persona.avatar.train import TrainStats, initial_avatar, optimize_on_photo
 from persona.body.registry import BODY_LICENCES, load_body
 from persona.body.model import BodyModel
+from persona.camera import Camera
 from persona.config import Preset, get_preset
 from persona.errors import PersonaError
 from persona.generate.generator import GenerationInputs, generate_training_set
@@ -121,6 +123,8 @@ class Report:
     generator: str = "none"  # the backend that made the generated training frames
     generated_frames: int = 0
     generator_motions: list[str] = field(default_factory=list)
+    persona_loss: list[float] = field(default_factory=list)  # the PERSONA optimisation, every 10 steps
+    deformation: bool = False  # the avatar has a learned pose-driven deformation
 
 
 @dataclass
@@ -205,12 +209,30 @@ def build_avatar(subject: Subject, body: BodyModel, preset: Preset, progress: Pr
     rgb = _resized(image.rgb, (camera.width, camera.height))
     mask = _resized(subject.perception.mask, (camera.width, camera.height))
     avatar, stats = optimize_on_photo(avatar, rig, rgb, mask, camera, preset.avatar, progress)
+    return avatar, rig, stats, input_view_metrics(avatar, rig, rgb, mask, camera, fit.keypoint_error_px)
+
+
+def input_view_metrics(
+    avatar: GaussianAvatar, rig: AvatarRig, rgb: torch.Tensor, mask: torch.Tensor, camera: Camera, keypoint_error_px: float
+) -> InputViewMetrics:
+    """The avatar seen from the photo's camera (at the size of rgb (H, W, 3) and mask (H, W))
+    against the photo."""
     with torch.no_grad():
-        means = rig.pose_points(rig.rest_points + avatar.offsets, avatar.photo_pose)[0]
-        out = render_gaussians(avatar, means, camera, torch.ones(3))
+        out = render_gaussians(avatar, rig.posed_means(avatar, avatar.photo_pose)[0], camera, torch.ones(3))
     target = rgb * mask[..., None] + (1 - mask[..., None])
-    metrics = InputViewMetrics(iou(out.alpha, mask), psnr(out.features, target, mask), fit.keypoint_error_px)
-    return avatar, rig, stats, metrics
+    return InputViewMetrics(iou(out.alpha, mask), psnr(out.features, target, mask), keypoint_error_px)
+
+
+def refine_avatar(
+    avatar: GaussianAvatar, body: BodyModel, training_set: TrainingSet, preset: Preset, progress: Progress | None = None
+) -> tuple[GaussianAvatar, AvatarRig, PersonaStats | None]:
+    """The PERSONA optimisation on the training set (photo + generated frames): pose-driven
+    deformation, diffused skinning, balanced sampling, geometry weighting. A preset with 0
+    iterations keeps the first avatar."""
+    if preset.persona.iterations <= 0:
+        return avatar, AvatarRig(body, avatar), None
+    trained, stats = optimize_persona(avatar, body, training_set, preset.persona, progress)
+    return trained, AvatarRig(body, trained), stats
 
 
 def generate_frames(
@@ -218,8 +240,7 @@ def generate_frames(
     progress: Progress | None = None,
 ) -> TrainingSet:
     """The training set: the photo (at the training size) and the generated clips, made by the
-    preset's generator backend (`synth` by default: the first avatar in the driving poses).
-    The avatar optimisation does not use the generated frames yet (issue 6 will)."""
+    preset's generator backend (`synth` by default: the first avatar in the driving poses)."""
     fit, image = subject.fit, subject.image
     W, H = image.size
     camera = fit.camera.scaled(min(1.0, preset.input.train_size / max(W, H)))
@@ -240,7 +261,7 @@ def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tup
     factor = min(max_size, max(W, H)) / max(camera.width, camera.height)
     render_camera = camera.scaled(factor)
     with torch.no_grad():
-        means = rig.pose_points(rig.rest_points + avatar.offsets, avatar.photo_pose)[0]
+        means = rig.posed_means(avatar, avatar.photo_pose)[0]
         out = render_gaussians(avatar, means, render_camera, torch.zeros(3))
     alpha = out.alpha.clamp(1e-6, 1)[..., None]
     rgba = torch.cat([out.features / alpha, out.alpha[..., None]], -1).clamp(0, 1).numpy()  # straight colour
@@ -251,7 +272,8 @@ def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tup
 
 # Relative weight of each stage in the progress bar (both halves of `make_avatar` use it).
 _PROGRESS_PLAN = {
-    "load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 40, "generate": 5, "export": 2, "animation": 20, "turntable": 15,
+    "load": 1, "body_model": 2, "perceive": 3, "fit": 8, "texture": 2, "avatar": 30, "generate": 5, "persona": 20, "export": 2,
+    "animation": 20, "turntable": 15,
 }  # fmt: skip
 
 
@@ -301,13 +323,19 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
     loaded, perception, fit = subject.image, subject.perception, subject.fit
     body = load_body(options.body, options.body_model)  # built once per process (timed in `prepare_subject`)
 
-    avatar, rig, train_stats, metrics = stages.run(
+    avatar, rig, train_stats, _ = stages.run(
         "avatar", "optimising the avatar on the photo", build_avatar, subject, body, preset, stages.sub("avatar")
     )
     training_set = stages.run(
         "generate", f"generating training frames ('{preset.generate.backend}')", generate_frames,
         subject, body, avatar, rig, preset, options.seed, stages.sub("generate"),
     )  # fmt: skip
+    avatar, rig, persona_stats = stages.run(
+        "persona", "learning pose-driven deformation from the training frames", refine_avatar,
+        avatar, body, training_set, preset, stages.sub("persona"),
+    )  # fmt: skip
+    photo = training_set.captured[0]
+    metrics = input_view_metrics(avatar, rig, photo.image, photo.mask, photo.camera, fit.keypoint_error_px)
     versions_used = versions()
     manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": licences_for(body)}
 
@@ -333,7 +361,8 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
         seconds={**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}, metrics=metrics,
         people_found=perception.people_found, cut_off=perception.cut_off,
         warnings=list(loaded.notes) + list(perception.warnings), versions=versions_used, licences=licences_for(body),
-        fit_loss=fit.history, train_loss=train_stats.losses,
+        fit_loss=fit.history, train_loss=train_stats.losses, persona_loss=persona_stats.losses if persona_stats else [],
+        deformation=avatar.deformer is not None,
         generator=training_set.backend, generated_frames=training_set.num_generated, generator_motions=training_set.motions,
     )  # fmt: skip
     with atomic_write(files.report) as tmp:  # like every other output: never half-written

@@ -190,3 +190,70 @@ def test_a_deformed_avatar_poses_like_the_body_when_its_offsets_are_zero(body):
     pose.joint_rotations[0, body.joint_index("upperleg01.L"), 0] = -0.6
     plain = rig.pose_points(rig.rest_points, pose)
     assert (rig.posed_means(deformed, pose) - plain).abs().max() < 1e-5
+
+
+# --- the deformation in avatar packages -------------------------------------------------------
+
+
+def _deformed_avatar(body):
+    from dataclasses import replace
+
+    from persona.camera import Camera
+
+    colors = torch.full((len(body.skin_weights), 3), 0.5)
+    camera = Camera(torch.eye(4), 100.0, 100.0, 32.0, 32.0, 64, 64)
+    avatar = initial_avatar(body, body.default_shape, BodyPose.zeros(1, body.num_joints), camera, colors, AvatarConfig(subdivision=0))
+    torch.manual_seed(1)
+    deformer = PoseDeformer(TINY, len(body.fit_joints), torch.tensor([0.0, 0.9, 0.0]))
+    torch.nn.init.normal_(deformer.out.weight, std=0.5)
+    return replace(avatar, deformer=deformer.requires_grad_(False), skinning=WeightFieldConfig(resolution=16), pose_joints=tuple(body.fit_joints))
+
+
+def test_a_deformed_avatar_round_trips_through_its_package(body, tmp_path):
+    from persona.avatar.storage import load_avatar, save_avatar
+
+    avatar = _deformed_avatar(body)
+    path = save_avatar(tmp_path / "a.persona", avatar, {})
+    loaded = load_avatar(path, body)
+    assert loaded.deformer is not None and loaded.pose_joints == avatar.pose_joints and loaded.skinning == avatar.skinning
+    pose = BodyPose.zeros(1, body.num_joints)
+    pose.joint_rotations[0, body.joint_index("upperarm01.L"), 2] = 0.8
+    a = AvatarRig(body, avatar).posed_means(avatar, pose)
+    b = AvatarRig(body, loaded).posed_means(loaded, pose)
+    assert torch.equal(a, b)
+    rest = AvatarRig(body, avatar).posed_means(replace_deformer_none(avatar), pose)
+    assert (a - rest).abs().max() > 1e-3  # the deformation does move the Gaussians
+
+
+def replace_deformer_none(avatar):
+    from dataclasses import replace
+
+    return replace(avatar, deformer=None, skinning=None, pose_joints=())
+
+
+def test_packages_with_a_bad_deformation_are_refused(body, tmp_path):
+    import json
+
+    import pytest
+
+    from persona.avatar.storage import avatar_tensors, load_avatar
+    from persona.errors import PersonaError
+    from persona.io.package import write_package
+
+    avatar = _deformed_avatar(body)
+    good = {"deform": {**TINY.__dict__}, "skinning": {**WeightFieldConfig(resolution=16).__dict__}, "pose_joints": list(body.fit_joints)}
+    tensors = avatar_tensors(avatar)
+    cases = {
+        "huge grid": ({**good, "skinning": {**good["skinning"], "resolution": 100_000}}, tensors, "outside"),
+        "unknown setting": ({**good, "deform": {**good["deform"], "extra": 1}}, tensors, "incomplete or unknown"),
+        "string size": ({**good, "deform": {**good["deform"], "hidden": "16"}}, tensors, "integer"),
+        "wrong joint": ({**good, "pose_joints": ["tail"] * len(good["pose_joints"])}, tensors, "joints"),
+        "size mismatch": ({**good, "deform": {**good["deform"], "hidden": 32}}, tensors, "do not match"),
+        "no settings": (None, tensors, "incomplete"),
+        "no parameters": (good, {k: v for k, v in tensors.items() if k != "deform_params"}, "incomplete"),
+    }
+    for name, (deformation, t, message) in cases.items():
+        manifest = {"body_model": "anny", **({"deformation": deformation} if deformation is not None else {})}
+        path = write_package(tmp_path / f"{name}.persona", json.loads(json.dumps(manifest)), t)
+        with pytest.raises(PersonaError, match=message):
+            load_avatar(path, body)

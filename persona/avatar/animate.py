@@ -47,15 +47,14 @@ def render_motion(
 ) -> Iterator[np.ndarray]:
     """Frames (H, W, 3) uint8 of the avatar performing `motion`, on white, seen from the front
     by a fixed camera that frames the whole motion."""
-    canonical = rig.rest_points + avatar.offsets
     poses = motion.to_pose(rig.body)
     white = torch.ones(3)
     with torch.no_grad():
         # Frame every 4th pose to find the box the motion covers.
-        sample = torch.cat([rig.pose_points(canonical, poses.index(slice(i, i + 1)))[0] for i in range(0, poses.batch, 4)])
+        sample = torch.cat([rig.posed_means(avatar, poses.index(slice(i, i + 1)))[0] for i in range(0, poses.batch, 4)])
         camera = framing_camera(sample, config)
         for i in range(poses.batch):
-            means = rig.pose_points(canonical, poses.index(i))[0]
+            means = rig.posed_means(avatar, poses.index(i))[0]
             yield to_uint8(render_gaussians(avatar, means, camera, white).features)
             if progress is not None:
                 progress((i + 1) / poses.batch, f"rendering '{motion.name}' ({i + 1}/{poses.batch})")
@@ -70,7 +69,7 @@ def render_turntable(
     """Frames of a camera circling the avatar in its rest A-pose, starting from the front."""
     white = torch.ones(3)
     with torch.no_grad():
-        means = rig.rest_pose_points(rig.rest_points + avatar.offsets)
+        means = rig.rest_pose_means(avatar)
         for i in range(config.turntable_frames):
             camera = framing_camera(means, config, azimuth_deg=360.0 * i / config.turntable_frames)
             yield to_uint8(render_gaussians(avatar, means, camera, white).features)

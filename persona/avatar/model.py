@@ -147,10 +147,6 @@ class AvatarRig:
             transforms = self.body.forward(self.shape[None], pose).bone_transforms  # (B, J, 4, 4)
         return blend_points(self.weights, transforms, canonical)
 
-    def rest_pose_points(self, canonical: torch.Tensor) -> torch.Tensor:
-        """(N, 3) canonical points in the zero pose (the body's reference A-pose)."""
-        return self.pose_points(canonical, BodyPose.zeros(1, self.body.num_joints))[0]
-
     def rest_pose_means(self, avatar: GaussianAvatar) -> torch.Tensor:
         """(N, 3) the avatar's Gaussian centres in the zero pose (deformation included)."""
         return self.posed_means(avatar, BodyPose.zeros(1, self.body.num_joints, device=avatar.offsets.device))[0]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.model import AvatarRig, GaussianAvatar
+from persona.body.weight_field import WeightFieldConfig
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
 from persona.camera import Camera
@@ -32,13 +36,31 @@ AVATAR_SCHEMA = PackageSchema(
         "photo_world_to_camera": TensorSpec(torch.float32, (4, 4)),
         "photo_intrinsics": TensorSpec(torch.float32, (4,)),  # fx, fy, cx, cy (pixels)
         "photo_size": TensorSpec(torch.int64, (2,)),  # width, height (pixels)
-    }
+    },
+    optional={  # the pose-driven deformation (its sizes are in the manifest's "deformation")
+        "deform_params": TensorSpec(torch.float32, ("D",)),  # the deformer's parameters, flattened
+        "deform_centre": TensorSpec(torch.float32, (3,)),  # the triplane cube's centre, metres
+    },
 )
+
+# Bounds on a package's deformation sizes: a hostile manifest must not make us allocate or
+# compute without limit (the parameter count is checked against the tensor besides).
+_DEFORM_LIMITS = {
+    "triplane_channels": (1, 64), "triplane_resolution": (2, 512), "hidden": (4, 1024), "hidden_layers": (1, 8),
+    "groups": (1, 64), "hops": (0, 64), "resolution": (4, 128), "iterations": (0, 1000), "levels": (1, 6), "stencil": (0, 8),
+}  # fmt: skip
 
 
 def avatar_tensors(avatar: GaussianAvatar) -> dict[str, torch.Tensor]:
     cam = avatar.photo_camera
+    deformation = {}
+    if avatar.deformer is not None:
+        deformation = {
+            "deform_params": parameters_to_vector(avatar.deformer.parameters()).detach().float().cpu(),
+            "deform_centre": avatar.deformer.centre.float().cpu(),
+        }
     return {
+        **deformation,
         "shape": avatar.shape.float(),
         "face_index": avatar.binding.face_index,
         "barycentric": avatar.binding.barycentric.float(),
@@ -57,7 +79,53 @@ def avatar_tensors(avatar: GaussianAvatar) -> dict[str, torch.Tensor]:
 def save_avatar(path: str | os.PathLike, avatar: GaussianAvatar, manifest: dict[str, Any]) -> Path:
     """Write `avatar.persona`; `manifest` adds to the body model name and counts."""
     record = {"body_model": avatar.body_name, "num_gaussians": avatar.num_gaussians, **manifest}
+    if avatar.deformer is not None:
+        record["deformation"] = {
+            "deform": asdict(avatar.deformer.config),
+            "skinning": asdict(avatar.skinning or WeightFieldConfig()),
+            "pose_joints": list(avatar.pose_joints),
+        }
     return write_package(path, record, avatar_tensors(avatar))
+
+
+def _config_from_manifest(cls, values: Any, what: str):
+    """A config dataclass from a manifest object, every field checked (type and bounds)."""
+    if not isinstance(values, dict) or set(values) != {f.name for f in fields(cls)}:
+        raise PersonaError(f"The avatar package's deformation settings ({what}) are incomplete or unknown.")
+    for f in fields(cls):
+        value, default = values[f.name], getattr(cls(), f.name)
+        if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise PersonaError(f"The avatar package's deformation setting {f.name!r} must be an integer.")
+        if isinstance(default, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e3):
+            raise PersonaError(f"The avatar package's deformation setting {f.name!r} must be a number.")
+        lo, hi = _DEFORM_LIMITS.get(f.name, (None, None))
+        if lo is not None and not lo <= value <= hi:
+            raise PersonaError(f"The avatar package's deformation setting {f.name!r} = {value} is outside [{lo}, {hi}].")
+    return cls(**values)
+
+
+def _load_deformer(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], body: BodyModel):
+    """(deformer, skinning config, pose joint names) from a package, or (None, None, ())."""
+    has = [name in tensors for name in ("deform_params", "deform_centre")]
+    if not any(has) and "deformation" not in manifest:
+        return None, None, ()
+    if not all(has) or not isinstance(manifest.get("deformation"), dict):
+        raise PersonaError("The avatar package's pose-driven deformation is incomplete.")
+    record = manifest["deformation"]
+    deform = _config_from_manifest(DeformConfig, record.get("deform"), "deform")
+    skinning = _config_from_manifest(WeightFieldConfig, record.get("skinning"), "skinning")
+    joints = record.get("pose_joints")
+    if not isinstance(joints, list) or not joints or not all(isinstance(j, str) and j in body.joint_names for j in joints):
+        raise PersonaError("The avatar package's deformation names joints this body model does not have.")
+    if deform.hidden % deform.groups:
+        raise PersonaError("The avatar package's deformation settings are inconsistent (hidden / groups).")
+    C, R, H, L, P = deform.triplane_channels, deform.triplane_resolution, deform.hidden, deform.hidden_layers, len(joints)
+    expected = 3 * C * R * R + (3 * C + 6 * P) * H + H + (L - 1) * (H * H + H) + L * 2 * H + 3 * H + 3
+    if tensors["deform_params"].numel() != expected:
+        raise PersonaError("The avatar package's deformation parameters do not match its settings.")
+    deformer = PoseDeformer(deform, P, tensors["deform_centre"])
+    vector_to_parameters(tensors["deform_params"], deformer.parameters())
+    return deformer.requires_grad_(False), skinning, tuple(joints)
 
 
 def load_avatar(source: str | os.PathLike | bytes, body: BodyModel) -> GaussianAvatar:
@@ -75,6 +143,7 @@ def load_avatar(source: str | os.PathLike | bytes, body: BodyModel) -> GaussianA
         raise PersonaError("The avatar package refers to triangles the body model does not have.")
     if (t["barycentric"] < -1e-4).any() or ((t["barycentric"].sum(1) - 1).abs() > 1e-3).any():
         raise PersonaError("The avatar package has invalid surface coordinates.")
+    deformer, skinning, pose_joints = _load_deformer(m, t, body)
     fx, fy, cx, cy = t["photo_intrinsics"].tolist()
     width, height = t["photo_size"].tolist()
     if not (fx > 0 and fy > 0 and 0 < width <= 100_000 and 0 < height <= 100_000):
@@ -88,12 +157,17 @@ def load_avatar(source: str | os.PathLike | bytes, body: BodyModel) -> GaussianA
         colors=t["colors"],
         photo_pose=BodyPose(t["photo_joint_rotations"][None], t["photo_global_orient"][None], t["photo_translation"][None]),
         photo_camera=Camera(t["photo_world_to_camera"], fx, fy, cx, cy, int(width), int(height)),
+        deformer=deformer,
+        skinning=skinning,
+        pose_joints=pose_joints,
     )
 
 
 def export_ply(path: str | os.PathLike, avatar: GaussianAvatar, rig: AvatarRig) -> Path:
-    """The Gaussians in the canonical (rest) pose, Y up, metres, standard 3DGS layout."""
-    means = rig.rest_points + avatar.offsets
+    """The Gaussians in the canonical (rest) pose, Y up, metres, standard 3DGS layout
+    (with the pose-driven deformation of the rest pose, when the avatar has one)."""
+    with torch.no_grad():
+        means = rig.rest_pose_means(avatar) if avatar.deformer is not None else rig.rest_points + avatar.offsets
     N = avatar.num_gaussians
     quats = torch.zeros(N, 4)
     quats[:, 0] = 1.0

@@ -18,7 +18,7 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,7 +53,8 @@ class TensorSpec:
 class PackageSchema:
     """What a valid package holds, and the limits that keep a hostile zip harmless.
 
-    tensors: name -> TensorSpec; the package must hold exactly these names.
+    tensors: name -> TensorSpec; the package must hold exactly these names...
+    optional: ...plus any of these (checked the same way when present).
     max_total_bytes: limit on the sum of the uncompressed entry sizes (and the file size).
     max_entries: limit on the number of zip entries (checked before looking at names).
     max_compression_ratio: limit on uncompressed/compressed size for entries over 1 MiB;
@@ -62,6 +63,7 @@ class PackageSchema:
     """
 
     tensors: Mapping[str, TensorSpec]
+    optional: Mapping[str, TensorSpec] = field(default_factory=dict)
     max_total_bytes: int = 2 * 1024**3
     max_entries: int = len(ENTRY_NAMES)
     max_compression_ratio: float = 200.0
@@ -316,13 +318,14 @@ def _check_tensors(
 ) -> dict[str, int]:
     """Names, dtypes, shapes (binding symbolic dims) and finiteness -> the bound dims."""
     missing = sorted(set(schema.tensors) - set(tensors))
-    extra = sorted(set(tensors) - set(schema.tensors))
+    extra = sorted(set(tensors) - set(schema.tensors) - set(schema.optional))
     if missing or extra:
         parts = [f"missing {missing}"] * bool(missing) + [f"unexpected {extra}"] * bool(extra)
         raise PersonaError(f"{what} has the wrong tensors: {'; '.join(parts)}.")
     dims: dict[str, int] = {}
     bound_by: dict[str, str] = {}
-    for name, spec in schema.tensors.items():
+    specs = {**schema.tensors, **{n: s for n, s in schema.optional.items() if n in tensors}}
+    for name, spec in specs.items():
         t = tensors[name]
         if t.dtype != spec.dtype:
             raise PersonaError(f"{what}: tensor {name!r} is {t.dtype}, expected {spec.dtype}.")
