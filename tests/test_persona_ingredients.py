@@ -257,3 +257,38 @@ def test_packages_with_a_bad_deformation_are_refused(body, tmp_path):
         path = write_package(tmp_path / f"{name}.persona", json.loads(json.dumps(manifest)), t)
         with pytest.raises(PersonaError, match=message):
             load_avatar(path, body)
+
+
+# --- the optimisation and the ground-truth benchmark, end to end on a tiny scene --------------
+
+
+def test_optimisation_on_a_tiny_synthetic_scene(body):
+    from dataclasses import replace
+
+    from persona.avatar.optimize import PersonaConfig, optimize_persona
+    from persona.evaluate.subjects import SUBJECTS, Imperfections, imperfect_frame, make_subject, render_subject
+    from persona.evaluate.synthetic import SyntheticConfig, build_scene, evaluate
+
+    config = SyntheticConfig(
+        subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, frames_per_motion=3, heldout_per_motion=1,
+        first_iterations=5, persona=PersonaConfig(iterations=12, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
+    )  # fmt: skip
+    subject = make_subject(body, SUBJECTS[0], level=1)
+    scene = build_scene(body, subject, config, seed=0)
+    assert len(scene.training_set.generated) == 6 and len(scene.heldout) == 3
+    # With no imperfections a generated frame is the exact render.
+    frame = scene.training_set.generated[2]
+    exact, alpha = render_subject(subject, body, frame.pose, frame.camera)
+    perfect = Imperfections(0.0, 0.0, 0.0, 0.0, 0)
+    image, mask = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, perfect, torch.Generator().manual_seed(0))
+    assert torch.allclose(image, exact, atol=1e-6) and torch.equal(mask, (alpha > 0.5).float())
+
+    avatar, stats = optimize_persona(scene.first_avatar, body, scene.training_set, config.persona)
+    assert avatar.deformer is not None and avatar.pose_joints == tuple(body.fit_joints)
+    assert stats.captured_steps == stats.generated_steps == 6  # balanced: 1:1
+    assert not torch.equal(avatar.offsets, scene.first_avatar.offsets)
+    metrics = evaluate(avatar, body, scene)
+    assert set(metrics) >= {"psnr_heldout", "ssim_heldout", "iou_heldout", "psnr_input_view"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()) and metrics["iou_heldout"] > 0.5
+    plain, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, pose_deformation=False))
+    assert plain.deformer is None

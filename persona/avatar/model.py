@@ -158,6 +158,23 @@ def blend_points(weights: torch.Tensor, transforms: torch.Tensor, points: torch.
     return (blended[..., :3] @ points[None, :, :, None])[..., 0] + blended[..., 3]
 
 
+def identity_quats(n: int, like: torch.Tensor) -> torch.Tensor:
+    """(n, 4) WXYZ identity rotations (the avatar's Gaussians are isotropic)."""
+    quats = torch.zeros(n, 4, dtype=like.dtype, device=like.device)
+    quats[:, 0] = 1.0
+    return quats
+
+
+def render_isotropic(
+    means: torch.Tensor, log_scales: torch.Tensor, features: torch.Tensor, camera: Camera, background: torch.Tensor | None = None
+) -> RenderOutput:
+    """Render isotropic, nearly opaque Gaussians: means (N, 3), log_scales (N, 1) log std in
+    metres, features (N, D) splatted as colours."""
+    N = means.shape[0]
+    opacities = torch.full((N,), OPACITY, dtype=means.dtype, device=means.device)
+    return render(means, identity_quats(N, means), log_scales.exp().expand(N, 3), opacities, features, camera, background)
+
+
 def render_gaussians(
     avatar: GaussianAvatar,
     means: torch.Tensor,
@@ -170,7 +187,4 @@ def render_gaussians(
     override the avatar's (for optimisation, where they are leaf tensors)."""
     colors = avatar.colors if colors is None else colors
     log_scales = avatar.log_scales if log_scales is None else log_scales
-    N = means.shape[0]
-    quats = torch.zeros(N, 4, dtype=means.dtype, device=means.device)
-    quats[:, 0] = 1.0
-    return render(means, quats, log_scales.exp().expand(N, 3), avatar.opacities(), colors, camera, background)
+    return render_isotropic(means, log_scales, colors, camera, background)

@@ -35,10 +35,9 @@ import torch.nn.functional as F
 
 from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.losses import ssim
-from persona.avatar.model import AvatarRig, GaussianAvatar, OPACITY, blend_points
-from persona.avatar.renderer import render
+from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
-from persona.avatar.train import TrainStats, person_crop
+from persona.avatar.train import TrainStats, decay_learning_rates, person_crop
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import dominant_joints, joint_parts
 from persona.body.weight_field import WeightFieldConfig
@@ -159,10 +158,7 @@ def frame_targets(frame: TrainingFrame, avatar: GaussianAvatar, rig: AvatarRig, 
     image = frame.image[y0:y1, x0:x1] * mask[..., None] + (1 - mask[..., None])
     with torch.no_grad():
         means = rig.pose_points(rig.rest_points, frame.pose)[0]  # the body's surface, no offsets
-        N = means.shape[0]
-        quats = torch.zeros(N, 4)
-        quats[:, 0] = 1
-        out = render(means, quats, avatar.log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), parts, camera)
+        out = render_isotropic(means, avatar.log_scales, parts, camera)
     pixel_weight = seam_weights(out.depth, out.alpha, config) if frame.captured else torch.ones_like(mask)
     crop = lambda t: None if t is None else t[y0:y1, x0:x1]  # noqa: E731
     body = (out.alpha > 0.5).float() * (mask > 0.5).float()
@@ -243,9 +239,7 @@ def optimize_persona(
     stats = PersonaStats(0.0, config.iterations)
 
     for step in range(config.iterations):
-        if step == decay_step:
-            for group in optimizer.param_groups:
-                group["lr"] /= 10
+        decay_learning_rates(optimizer, step, decay_step)
         k = next(sampler)
         frame, target = frames[k], targets[k]
         optimizer.zero_grad(set_to_none=True)
@@ -259,11 +253,8 @@ def optimize_persona(
             means = blend_points(rig.weights, transforms, canonical)[0]
         image_weight, color_scale, geometry_weight = config.frame_weights(frame.captured)
         logits = color_logits if frame.captured else scale_gradient(color_logits, color_scale) + generated_colors
-        N = means.shape[0]
-        quats = torch.zeros(N, 4)
-        quats[:, 0] = 1
         features = torch.cat([torch.sigmoid(logits), parts], -1)
-        out = render(means, quats, log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), features, target.camera, background)
+        out = render_isotropic(means, log_scales, features, target.camera, background)
         rgb, part_map = out.features[..., :3], out.features[..., 3:]
 
         l1 = ((rgb - target.image).abs().mean(-1) * target.pixel_weight).mean()
@@ -281,7 +272,7 @@ def optimize_persona(
             if target.normal is not None and seen.any():
                 normals = _posed_normals(rig.weights, rest_normals, transforms)
                 R = target.camera.world_to_camera[:3, :3]
-                normal_out = render(means, quats, log_scales.exp().expand(N, 3), torch.full((N,), OPACITY), normals @ R.T, target.camera)
+                normal_out = render_isotropic(means, log_scales, normals @ R.T, target.camera)
                 cos = (F.normalize(normal_out.features, dim=-1) * target.normal).sum(-1)
                 geometry = geometry + config.normal_weight * (1 - cos)[seen].mean()
         mask_weight = config.captured_mask_weight if frame.captured and config.geometry_weighting else geometry_weight

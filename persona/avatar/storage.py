@@ -11,7 +11,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from persona.avatar.deform import DeformConfig, PoseDeformer
-from persona.avatar.model import AvatarRig, GaussianAvatar
+from persona.avatar.model import AvatarRig, GaussianAvatar, identity_quats
 from persona.body.weight_field import WeightFieldConfig
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
@@ -169,8 +169,7 @@ def export_ply(path: str | os.PathLike, avatar: GaussianAvatar, rig: AvatarRig) 
     with torch.no_grad():
         means = rig.rest_pose_means(avatar) if avatar.deformer is not None else rig.rest_points + avatar.offsets
     N = avatar.num_gaussians
-    quats = torch.zeros(N, 4)
-    quats[:, 0] = 1.0
+    quats = identity_quats(N, means)
     return write_gaussian_ply(
         path, means, avatar.log_scales.exp().expand(N, 3), quats, avatar.opacities(), avatar.colors
     )

@@ -85,6 +85,13 @@ def initial_avatar(
     )
 
 
+def decay_learning_rates(optimizer: torch.optim.Optimizer, step: int, decay_step: int) -> None:
+    """Divide every learning rate by 10 at `decay_step` (PERSONA's schedule)."""
+    if step == decay_step:
+        for group in optimizer.param_groups:
+            group["lr"] /= 10
+
+
 def person_crop(camera: Camera, mask: torch.Tensor, margin: float) -> tuple[Camera, tuple[int, int, int, int]]:
     """A camera rendering only the person's box (x0, y0, x1, y1) of mask (H, W)."""
     ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
@@ -132,9 +139,7 @@ def optimize_on_photo(
     decay_step = int(config.decay_at * config.iterations)
     stats = TrainStats(0.0, config.iterations)
     for step in range(config.iterations):
-        if step == decay_step:
-            for group in optimizer.param_groups:
-                group["lr"] /= 10
+        decay_learning_rates(optimizer, step, decay_step)
         optimizer.zero_grad(set_to_none=True)
         canonical = rig.rest_points + offsets
         means = (blended[..., :3] @ canonical[..., None])[..., 0] + blended[..., 3]

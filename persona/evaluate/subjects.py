@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from persona.avatar.model import OPACITY, blend_points
-from persona.avatar.renderer import render
+from persona.avatar.model import blend_points, render_isotropic
 from persona.avatar.surface import SurfaceBinding, bind_surface
 from persona.avatar.train import face_areas
 from persona.body.model import BodyModel, BodyPose
@@ -212,11 +211,7 @@ def render_subject(
         transforms = body.forward(subject.shape[None], pose).bone_transforms
         canonical = subject.rest_points + garment_offsets(subject, body, pose, amplitude_factor)[0]
         means = blend_points(subject.weights, transforms, canonical)[0]
-        M = means.shape[0]
-        quats = torch.zeros(M, 4)
-        quats[:, 0] = 1
-        out = render(means, quats, subject.log_scales.exp().expand(M, 3), torch.full((M,), OPACITY),
-                     subject.colors if colors is None else colors, camera, torch.ones(3))  # fmt: skip
+        out = render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
     return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
 
 
@@ -234,8 +229,8 @@ def imperfect_frame(
     colors = hue_rotated(subject.colors, imperfections.identity_drift * progress_in_clip)
     image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
     gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator)
-    person = image * gain
-    image = (person * alpha[..., None] + (1 - alpha[..., None])).clamp(0, 1)
+    background = 1 - alpha[..., None]
+    image = ((image - background) * gain + background).clamp(0, 1)  # the gain on the person only
     mask = (alpha > 0.5).float()
     if imperfections.mask_noise > 0:
         k = 2 * imperfections.mask_noise + 1
