@@ -8,8 +8,8 @@ field is sampled at several points around each Gaussian (a small stencil) and av
 
 So that a Gaussian on the surface keeps exactly the body's weights, the field enters as a
 difference: w(x) = w_body(p) + F(x) - F(p) for a Gaussian bound to the surface point p and
-now at x, clamped at zero and renormalised. Rows of F sum to one, so the difference sums to
-zero and w sums to one.
+now at x, clamped at zero and renormalised (per channel, see `WeightField.skin_weights`).
+Rows of F sum to one, so the difference sums to zero and w sums to one.
 
 Channels: the field holds only the joints that poses rotate (the body's `fit_joints` and the
 root); every other joint's weight is added to its nearest such ancestor. Those joints move
@@ -40,13 +40,15 @@ class WeightFieldConfig:
 @dataclass
 class WeightField:
     """grid: (C, G, G, G) float16 weights of joints `joints` (C,), indexed [c, z, y, x];
-    origin: (3,) the cube's min corner, metres; size: its side, metres; num_joints: J."""
+    origin: (3,) the cube's min corner, metres; size: its side, metres; num_joints: J;
+    group: (J,) int64 the channel joint each joint's weight is collapsed onto."""
 
     grid: torch.Tensor
     joints: torch.Tensor
     origin: torch.Tensor
     size: float
     num_joints: int
+    group: torch.Tensor
 
     @property
     def resolution(self) -> int:
@@ -62,11 +64,20 @@ class WeightField:
         return out.index_copy(1, self.joints.to(points.device), values[0, :, :, 0, 0].T)
 
     def skin_weights(self, surface_weights: torch.Tensor, surface_field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Weights of Gaussians bound to surface points p, now at `points` x (N, 3):
-        w_body(p) + F(x) - F(p), clamped and renormalised. surface_weights: (N, J) the
-        body's weights at p; surface_field: (N, J) `sample(p)` (precomputed)."""
-        w = (surface_weights + self.sample(points) - surface_field).clamp(min=0)
-        return w / w.sum(-1, keepdim=True).clamp(min=1e-8)
+        """Weights of Gaussians bound to surface points p, now at `points` x (N, 3).
+
+        surface_weights: (N, J) the body's weights at p; surface_field: (N, J) `sample(p)`
+        (precomputed). Per channel c: T_c = w_body,c(p) + F_c(x) - F_c(p) (w_body collapsed
+        onto the channels), clamped and renormalised; each joint of channel c then keeps its
+        share of the channel's body weight (times T_c / w_body,c), and a channel with no body
+        weight at p gives T_c to its own joint. Sums to one; equals w_body on the surface."""
+        group = self.group.to(points.device)
+        collapsed = torch.zeros_like(surface_weights).index_add_(1, group, surface_weights)  # (N, J), at channel joints
+        target = (collapsed + self.sample(points) - surface_field).clamp(min=0)
+        target = target / target.sum(-1, keepdim=True).clamp(min=1e-8)
+        has = collapsed > 1e-6
+        ratio = torch.where(has, target / collapsed.clamp(min=1e-6), torch.zeros_like(target))
+        return surface_weights * ratio[:, group] + torch.where(has, torch.zeros_like(target), target)
 
 
 def _voxel_values(
@@ -81,18 +92,23 @@ def _voxel_values(
     return total / count.clamp(min=1), fixed
 
 
-def collapse_to_joints(weights: torch.Tensor, parents: list[int], joints: list[int]) -> torch.Tensor:
-    """weights: (V, J) -> (V, len(joints)): each joint's weight added to its nearest ancestor
-    (itself included) in `joints`; joints[0] takes what has none."""
+def joint_groups(parents: list[int], joints: list[int]) -> torch.Tensor:
+    """(J,) int64: for each joint, the position in `joints` of its nearest ancestor (itself
+    included) there; joints[0] takes those that have none."""
     column = {j: c for c, j in enumerate(joints)}
     target = []
-    for j in range(weights.shape[1]):
+    for j in range(len(parents)):
         k = j
         while k >= 0 and k not in column:
             k = parents[k]
         target.append(column.get(k, 0))
+    return torch.tensor(target)
+
+
+def collapse_to_joints(weights: torch.Tensor, parents: list[int], joints: list[int]) -> torch.Tensor:
+    """weights: (V, J) -> (V, len(joints)): each joint's weight added to its group's column."""
     out = torch.zeros(weights.shape[0], len(joints), dtype=weights.dtype)
-    return out.index_add_(1, torch.tensor(target), weights)
+    return out.index_add_(1, joint_groups(parents, joints), weights)
 
 
 def _stencil_blur(grid: torch.Tensor, step: int) -> torch.Tensor:
@@ -141,4 +157,5 @@ def build_weight_field(
             grid[start : start + 16] = chunk
     grid = _stencil_blur(grid.clamp(min=0), config.stencil)
     grid = grid / grid.sum(0, keepdim=True).clamp(min=1e-8)
-    return WeightField(grid.half(), torch.tensor(joints), origin, size, weights.shape[1])
+    group = torch.tensor(joints)[joint_groups(parents, joints)]  # (J,) channel joint of each joint
+    return WeightField(grid.half(), torch.tensor(joints), origin, size, weights.shape[1], group)

@@ -3,7 +3,8 @@
 A subject is an anny body dressed by a procedural texture (skin, hair, a striped top with a
 patch on its back only, trousers or a skirt, shoes) and a pose-dependent garment displacement:
 - `skirt`: the legs' region between waist and knees flares out from the body's axis, more
-  when the legs are apart, and swings forward with each leg;
+  when the legs are apart, and swings forward with each leg; like cloth, it does not follow
+  its leg rigidly: towards the hem its skinning moves halfway from the leg to the pelvis;
 - `loose_shirt`: the torso's lower part stands off the body and its hem lifts when the arms
   rise; the sleeves sag below the upper arms.
 It is rendered as dense Gaussians (one level finer than the avatar) with the project's own
@@ -142,6 +143,10 @@ def make_subject(body: BodyModel, spec: SubjectSpec, level: int = 1) -> Subject:
         hem_y = knee_y + 0.06
         inside = bottom & (y <= waist_y) & (y >= hem_y)
         skirt[inside] = ((waist_y - y[inside]) / (waist_y - hem_y)).clamp(0, 1)
+        root = torch.zeros(body.num_joints)
+        root[[j for j, p in enumerate(body.parents) if p < 0]] = 1.0
+        hang = 0.5 * skirt.clamp(min=0)[:, None]  # 0 at the waist, 0.5 at the hem
+        weights = (1 - hang) * weights + hang * root
         colors[inside] = rgb(spec.bottom)[inside] * (0.85 + 0.15 * (torch.sin(2 * math.pi * y[inside] / 0.05) > 0).float()[:, None])
     elif spec.garment == "loose_shirt":
         low = top & is_torso & (y < shoulder_y - 0.15)
