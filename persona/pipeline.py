@@ -28,7 +28,7 @@ from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
 from persona.avatar.optimize import PersonaStats, optimize_persona
 from persona.avatar.storage import AVATAR_SCHEMA, export_ply, load_avatar, save_avatar
 from persona.avatar.texture import VertexColors, project_texture
-from persona.avatar.train import TrainStats, initial_avatar, optimize_on_photo
+from persona.avatar.train import initial_avatar, optimize_on_photo
 from persona.body.registry import BODY_LICENCES, load_body
 from persona.body.model import BodyModel
 from persona.camera import Camera

@@ -339,7 +339,6 @@ def retarget(motion: Motion, source: Skeleton, target: Skeleton, body: BodyModel
     With `body` (the target's body model) the root height is solved on the body's own posed
     soles; otherwise on the target skeleton's. When source and target are the same skeleton the
     rotations are copied and only the root is placed."""
-    F = motion.num_frames
     local_s = _local_rotations(motion, source)
     root_rot = roma.rotvec_to_rotmat(motion.global_orient)  # (F, 3, 3)
     G_s, P_s = forward_kinematics(source, local_s, root_rot, source.joints[0] + motion.translation)
