@@ -5,24 +5,18 @@ recovers a known shift of the person."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("diffusers")
 
-from persona.avatar.model import AvatarRig, render_gaussians  # noqa: E402
-from persona.avatar.train import AvatarConfig, initial_avatar  # noqa: E402
-from persona.body.model import BodyPose  # noqa: E402
 from persona.errors import PersonaError  # noqa: E402
 from persona.generate import diffusion  # noqa: E402
 from persona.generate.driving import plan_driving  # noqa: E402
-from persona.generate.generator import GenerateConfig, GenerationInputs, generate_training_set  # noqa: E402
-from persona.generate.training_set import TrainingFrame  # noqa: E402
+from persona.generate.generator import GenerateConfig, generate_training_set  # noqa: E402
 from persona.generate.video_bench import build_mimicmotion  # noqa: E402
-from persona.perceive.fit import photo_camera  # noqa: E402
+from photo_subject import photo_subject  # noqa: E402
 
 CONFIG = GenerateConfig(backend="mimicmotion", motions=("walk",), frames_per_motion=4, resolution=64, blend_frames=2)
 
@@ -30,19 +24,7 @@ CONFIG = GenerateConfig(backend="mimicmotion", motions=("walk",), frames_per_mot
 @pytest.fixture(scope="module")
 def subject(body):
     """The body 3 m in front of a 48 x 64 camera; the 'photo' is the first avatar's render."""
-    shape = body.default_shape
-    rest = body.rest_vertices(shape[None])[0]
-    pose = BodyPose.zeros(1, body.num_joints)
-    pose.translation[0] = -(rest.amax(0) + rest.amin(0)) / 2 + torch.tensor([0.0, 0.0, -3.0])
-    pose.global_orient[0, 1] = math.radians(15)
-    camera = photo_camera(48, 64, 50.0)
-    colours = (rest - rest.amin(0)) / (rest.amax(0) - rest.amin(0))
-    avatar = initial_avatar(body, shape, pose, camera, colours, AvatarConfig(subdivision=0))
-    rig = AvatarRig(body, avatar)
-    with torch.no_grad():
-        out = render_gaussians(avatar, rig.pose_points(rig.rest_points, pose)[0], camera, torch.ones(3))
-    photo = TrainingFrame(out.features.clamp(0, 1), out.alpha, pose, camera, captured=True, motion="photo")
-    return GenerationInputs(photo, body, shape, avatar, rig)
+    return photo_subject(body, 48, 64, 15.0)
 
 
 def test_without_gpu_or_weights_the_generator_falls_back_to_synth(subject, monkeypatch):

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from persona.avatar.model import AvatarRig, render_gaussians
-from persona.avatar.train import AvatarConfig, initial_avatar
+from persona.avatar.model import render_gaussians
 from persona.body.model import BodyPose
 from persona.errors import PersonaError
 from persona.generate.condition import skeleton_video
@@ -21,10 +20,10 @@ from persona.generate.driving import (
     slerp_rotvec,
     view_azimuths,
 )
-from persona.generate.generator import BACKENDS, GenerateConfig, GenerationInputs, generate_training_set, get_backend
+from persona.generate.generator import BACKENDS, GenerateConfig, generate_training_set, get_backend
 from persona.generate.motions import get_motion
-from persona.generate.training_set import TrainingFrame
 from persona.perceive.fit import photo_camera
+from photo_subject import photo_subject
 
 CONFIG = GenerateConfig(motions=("walk", "dance"), frames_per_motion=8, resolution=96, blend_frames=3)
 
@@ -33,20 +32,7 @@ CONFIG = GenerateConfig(motions=("walk", "dance"), frames_per_motion=8, resoluti
 def subject(body):
     """A photo-like setting: the body 3 m in front of the fit's camera, turned 20 degrees to
     its left, left arm raised a little; the 'photo' is the avatar's own render."""
-    shape = body.default_shape
-    rest = body.rest_vertices(shape[None])[0]
-    pose = BodyPose.zeros(1, body.num_joints)
-    pose.translation[0] = -(rest.amax(0) + rest.amin(0)) / 2 + torch.tensor([0.0, 0.0, -3.0])
-    pose.global_orient[0, 1] = math.radians(20)
-    pose.joint_rotations[0, body.joint_index("upperarm01.L"), 2] = 0.4
-    camera = photo_camera(240, 320, 50.0)
-    colours = (rest - rest.amin(0)) / (rest.amax(0) - rest.amin(0))  # (V, 3) a colour gradient
-    avatar = initial_avatar(body, shape, pose, camera, colours, AvatarConfig(subdivision=0))
-    rig = AvatarRig(body, avatar)
-    with torch.no_grad():
-        out = render_gaussians(avatar, rig.pose_points(rig.rest_points, pose)[0], camera, torch.ones(3))
-    photo = TrainingFrame(out.features.clamp(0, 1), out.alpha, pose, camera, captured=True, motion="photo")
-    return GenerationInputs(photo, body, shape, avatar, rig)
+    return photo_subject(body, 240, 320, 20.0, arm_raise=0.4)
 
 
 @pytest.fixture(scope="module")
