@@ -183,7 +183,7 @@ class _PoseRefinement(torch.nn.Module):
         self.orient = torch.nn.Parameter(torch.zeros(frames, 3))
         self.translation = torch.nn.Parameter(torch.zeros(frames, 3))
 
-    def apply(self, k: int, pose: BodyPose) -> BodyPose:
+    def refine(self, k: int, pose: BodyPose) -> BodyPose:
         rotations = pose.joint_rotations.index_add(1, self.pose_joints, self.rotations[k : k + 1])
         return BodyPose(rotations, pose.global_orient + self.orient[k : k + 1], pose.translation + self.translation[k : k + 1])
 
@@ -243,7 +243,7 @@ def optimize_persona(
         k = next(sampler)
         frame, target = frames[k], targets[k]
         optimizer.zero_grad(set_to_none=True)
-        pose = refinement.apply(k, frame.pose) if config.refine_poses else frame.pose
+        pose = refinement.refine(k, frame.pose) if config.refine_poses else frame.pose
         transforms = body.forward(training_set.shape[None], pose).bone_transforms  # (1, J, 4, 4)
         canonical = rig.rest_points + offsets
         if deformer is not None:
@@ -308,7 +308,7 @@ def optimize_persona(
     captured = [i for i, f in enumerate(frames) if f.captured]
     if config.refine_poses and captured:
         with torch.no_grad():
-            photo_pose = refinement.apply(captured[0], frames[captured[0]].pose).detach()
+            photo_pose = refinement.refine(captured[0], frames[captured[0]].pose).detach()
     trained = replace(
         avatar,
         photo_pose=photo_pose,
