@@ -203,7 +203,9 @@ def optimize_persona(
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     pose_joints = tuple(body.fit_joints)
-    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints, config.skinning, config.deform.hops)
+    # The weight field is built only when the deformation (and with it diffused skinning) is on.
+    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), config.skinning, config.deform.hops)
+    pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints])
     frames = training_set.frames
     parts = part_features(body, rig.weights)
     targets = [frame_targets(f, avatar, rig, parts, config) for f in frames]
@@ -215,7 +217,7 @@ def optimize_persona(
     generated_colors = torch.zeros_like(color_logits, requires_grad=True)  # logit residual, generated frames only
     lo, hi = rig.rest_points.min(0).values, rig.rest_points.max(0).values
     deformer = PoseDeformer(config.deform, len(pose_joints), (lo + hi) / 2) if config.pose_deformation else None
-    refinement = _PoseRefinement(len(frames), rig.deformation.pose_joint_index)
+    refinement = _PoseRefinement(len(frames), pose_joint_index)
     groups = [
         {"params": [offsets], "lr": config.lr_offsets},
         {"params": [log_scales], "lr": config.lr_scales},
@@ -232,9 +234,11 @@ def optimize_persona(
         config.balanced_sampling, config.seed,
     ))  # fmt: skip
     background = torch.cat([torch.ones(3), torch.zeros(parts.shape[1])])
-    with torch.no_grad():
-        rest_vertices = body.rest_vertices(training_set.shape[None])
-        rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
+    rest_normals = None  # only frames with normal maps need them
+    if any(t.normal is not None for t in targets):
+        with torch.no_grad():
+            rest_vertices = body.rest_vertices(training_set.shape[None])
+            rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
     decay_step = int(config.decay_at * config.iterations)
     stats = PersonaStats(0.0, config.iterations)
 
