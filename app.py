@@ -253,7 +253,7 @@ def animate_with_fallback(package: str, motion: str, output: str, size: int, pro
     """`animate_avatar`; after a GPU out-of-memory error, once more at half the size
     (at least 128 px), else a clear PersonaError."""
     try:
-        return str(animate_avatar(package, motion, output, ClipConfig(size=size), progress))
+        return str(animate_avatar(package, motion, output, ClipConfig(size=size), progress, device="auto"))
     except torch.OutOfMemoryError:
         free_gpu_memory()
         smaller = max(128, size // 2 // 64 * 64)
@@ -261,7 +261,7 @@ def animate_with_fallback(package: str, motion: str, output: str, size: int, pro
         if smaller == size:
             raise PersonaError(f"The GPU ran out of memory rendering this clip at {size} px. Please try again in a minute.") from None
     try:
-        return str(animate_avatar(package, motion, output, ClipConfig(size=smaller), progress))
+        return str(animate_avatar(package, motion, output, ClipConfig(size=smaller), progress, device="auto"))
     except torch.OutOfMemoryError:
         free_gpu_memory()
         raise PersonaError(

@@ -12,6 +12,7 @@ Conventions (converted only at the boundaries: anny in `persona.body.anny_model`
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -34,8 +35,8 @@ class Camera:
     width: int
     height: int
 
-    @property
-    def K(self) -> torch.Tensor:  # (3, 3)
+    @functools.cached_property
+    def K(self) -> torch.Tensor:  # (3, 3), made once per camera (a host-to-device copy on a GPU)
         return torch.tensor(
             [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]],
             dtype=self.world_to_camera.dtype,
@@ -64,8 +65,8 @@ class Camera:
 
     def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """points: (..., 3) world -> pixels (..., 2) and depth (...,) along the optical axis."""
-        R = self.world_to_camera[:3, :3].to(points.dtype)
-        t = self.world_to_camera[:3, 3].to(points.dtype)
+        R = self.world_to_camera[:3, :3].to(points)
+        t = self.world_to_camera[:3, 3].to(points)
         cam = points @ R.T + t
         z = cam[..., 2]
         zs = z.clamp(min=1e-6)

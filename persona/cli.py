@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     animate.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     animate.add_argument("--size", type=int, default=512, help="frame size in pixels")
     animate.add_argument("--body-model", type=Path, default=None, help="SMPL-X avatars: SMPLX_NEUTRAL.npz or its folder")
+    animate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
     sub.add_parser("motions", help="list the built-in motions")
 
@@ -108,10 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="time the stages of a preset (cpu), the video generators (video), or the PERSONA optimisation against ground truth (synthetic)"
     )
     bench.add_argument(
-        "target", choices=["cpu", "video", "synthetic"],
-        help="video: diffusion generators on CUDA (synth on CPU); synthetic: full method and ablations on simulated subjects",
+        "target", choices=["cpu", "gpu", "video", "synthetic"],
+        help="gpu: the avatar stages of each preset on CUDA (gsplat); video: diffusion generators on CUDA (synth on CPU); "
+        "synthetic: full method and ablations on simulated subjects",
     )  # fmt: skip
     bench.add_argument("--quick", action="store_true", help="synthetic: the 2-core CPU version (about 10 minutes)")
+    bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="synthetic: where to run it")
+    bench.add_argument("--presets", default="preview,standard,high", help="gpu: comma-separated presets to time")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
     bench.add_argument("--preset", choices=list(PRESETS), default="preview")
     bench.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cpu_<preset>.json, video_gpu.json)")
@@ -148,7 +152,7 @@ def _animate(args) -> None:
     if not 64 <= args.size <= 2048:
         raise PersonaError("--size must be between 64 and 2048 pixels.")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress(), args.body_model)
+    path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress(), args.body_model, args.device)
     print(path)
 
 
@@ -179,8 +183,16 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "bench" and args.target == "synthetic":
                 from persona.body.anny_model import load_anny
                 from persona.evaluate.synthetic import write_synthetic_benchmark
+                from persona.pipeline import resolve_device
 
-                print(write_synthetic_benchmark(load_anny(), args.quick, args.out, log=lambda m: print(m, flush=True)))
+                body = load_anny(str(resolve_device(args.device)))
+                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True)))
+            elif args.command == "bench" and args.target == "gpu":
+                from persona.body.anny_model import load_anny
+                from persona.evaluate.gpu_bench import write_gpu_benchmark
+
+                presets = tuple(args.presets.split(","))
+                print(write_gpu_benchmark(load_anny("cuda"), args.out, presets, log=lambda m: print(m, flush=True)))
             elif args.command == "bench" and args.target == "video":
                 from persona.generate.video_bench import run_video_benchmark
 

@@ -206,8 +206,9 @@ def build_avatar(subject: Subject, body: BodyModel, preset: Preset, progress: Pr
     W, H = image.size
     factor = min(1.0, preset.input.train_size / max(W, H))
     camera = fit.camera.scaled(factor)
-    rgb = _resized(image.rgb, (camera.width, camera.height))
-    mask = _resized(subject.perception.mask, (camera.width, camera.height))
+    device = body.faces.device  # the avatar lives where the body model does
+    rgb = _resized(image.rgb, (camera.width, camera.height)).to(device)
+    mask = _resized(subject.perception.mask, (camera.width, camera.height)).to(device)
     avatar, stats = optimize_on_photo(avatar, rig, rgb, mask, camera, preset.avatar, progress)
     return avatar, rig, stats, input_view_metrics(avatar, rig, rgb, mask, camera, fit.keypoint_error_px)
 
@@ -219,6 +220,7 @@ def input_view_metrics(
     against the photo."""
     with torch.no_grad():
         out = render_gaussians(avatar, rig.posed_means(avatar, avatar.photo_pose)[0], camera, torch.ones(3))
+    rgb, mask = rgb.to(out.alpha.device), mask.to(out.alpha.device)
     target = rgb * mask[..., None] + (1 - mask[..., None])
     return InputViewMetrics(iou(out.alpha, mask), psnr(out.features, target, mask), keypoint_error_px)
 
@@ -231,7 +233,7 @@ def refine_avatar(
     iterations keeps the first avatar."""
     if preset.persona.iterations <= 0:
         return avatar, AvatarRig(body, avatar), None
-    trained, stats = optimize_persona(avatar, body, training_set, preset.persona, progress)
+    trained, stats = optimize_persona(avatar, body, training_set.to(avatar.offsets.device), preset.persona, progress)
     return trained, AvatarRig(body, trained), stats
 
 
@@ -248,8 +250,8 @@ def generate_frames(
     photo = TrainingFrame(
         _resized(image.rgb, size).clamp(0, 1), _resized(subject.perception.mask, size).clamp(0, 1), fit.pose, camera,
         captured=True, motion="photo",
-    )  # fmt: skip
-    inputs = GenerationInputs(photo, body, fit.shape, avatar, rig)
+    ).to(avatar.offsets.device)  # fmt: skip
+    inputs = GenerationInputs(photo, body, fit.shape.to(avatar.offsets.device), avatar, rig)
     return generate_training_set(inputs, preset.generate, seed, progress)
 
 
@@ -264,7 +266,7 @@ def render_input_view(avatar: GaussianAvatar, rig: AvatarRig, original_size: tup
         means = rig.posed_means(avatar, avatar.photo_pose)[0]
         out = render_gaussians(avatar, means, render_camera, torch.zeros(3))
     alpha = out.alpha.clamp(1e-6, 1)[..., None]
-    rgba = torch.cat([out.features / alpha, out.alpha[..., None]], -1).clamp(0, 1).numpy()  # straight colour
+    rgba = torch.cat([out.features / alpha, out.alpha[..., None]], -1).clamp(0, 1).cpu().numpy()  # straight colour
     if (render_camera.width, render_camera.height) != (W, H):
         rgba = _resized(rgba, (W, H)).numpy()
     return rgba
@@ -321,7 +323,9 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded, perception, fit = subject.image, subject.perception, subject.fit
-    body = load_body(options.body, options.body_model)  # built once per process (timed in `prepare_subject`)
+    # Built once per process and device (timed in `prepare_subject` for the CPU); the avatar
+    # stages run where the body model is.
+    body = load_body(options.body, options.body_model, str(device))
 
     avatar, rig, train_stats, _ = stages.run(
         "avatar", "optimising the avatar on the photo", build_avatar, subject, body, preset, stages.sub("avatar")
@@ -395,11 +399,13 @@ def animate_avatar(
     clip: ClipConfig = ClipConfig(),
     progress: Progress | None = None,
     body_model: str | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Render a saved avatar performing a motion into an MP4 at `output`. The body model is the
-    one the avatar was made on; an SMPL-X avatar needs `body_model` (the SMPL-X model file)."""
+    one the avatar was made on; an SMPL-X avatar needs `body_model` (the SMPL-X model file).
+    device: auto | cpu | cuda, where the posing and rendering run."""
     motion = get_motion(motion_name)
-    body = load_body(package_body_name(package), body_model)
+    body = load_body(package_body_name(package), body_model, str(resolve_device(device)))
     avatar = load_avatar(package, body)
     rig = AvatarRig(body, avatar)
     return write_video(output, render_motion(avatar, rig, motion, clip, progress), round(motion.fps))

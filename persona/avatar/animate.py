@@ -26,11 +26,12 @@ class ClipConfig:
 def framing_camera(points: torch.Tensor, config: ClipConfig, azimuth_deg: float = 0.0, headroom: float = 1.0) -> Camera:
     """A camera framing the points (N, 3) of the standing avatar; headroom > 1 zooms out
     (for motions that leave the standing box, such as a jump)."""
-    lo, hi = points.min(0).values, points.max(0).values
+    lo, hi = points.min(0).values.cpu(), points.max(0).values.cpu()  # the camera is made on the CPU
     centre = (lo + hi) / 2
     height = float(hi[1] - lo[1]) * headroom
     distance = height / config.fill / (2 * math.tan(math.radians(config.fov_deg) / 2))
-    return orbit_camera(centre, distance, azimuth_deg, config.elevation_deg, config.size, config.size, config.fov_deg)
+    camera = orbit_camera(centre, distance, azimuth_deg, config.elevation_deg, config.size, config.size, config.fov_deg)
+    return camera.to(points.device)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -47,7 +48,7 @@ def render_motion(
 ) -> Iterator[np.ndarray]:
     """Frames (H, W, 3) uint8 of the avatar performing `motion`, on white, seen from the front
     by a fixed camera that frames the whole motion."""
-    poses = motion.to_pose(rig.body)
+    poses = motion.to_pose(rig.body).to(avatar.offsets.device)
     white = torch.ones(3)
     with torch.no_grad():
         # Frame every 4th pose to find the box the motion covers.

@@ -13,7 +13,7 @@ poses either kind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -58,6 +58,15 @@ class GaussianAvatar:
     def num_gaussians(self) -> int:
         return len(self.binding)
 
+    def to(self, device: torch.device | str) -> "GaussianAvatar":
+        """The avatar with every tensor (and the deformer) on `device`; cameras stay on the
+        CPU (the renderers move their few numbers where the Gaussians are)."""
+        return replace(
+            self, shape=self.shape.to(device), binding=self.binding.to(device), offsets=self.offsets.to(device),
+            log_scales=self.log_scales.to(device), colors=self.colors.to(device), photo_pose=self.photo_pose.to(device),
+            deformer=None if self.deformer is None else self.deformer.to(device),
+        )  # fmt: skip
+
     def opacities(self) -> torch.Tensor:  # (N,)
         return torch.full((self.num_gaussians,), OPACITY, dtype=self.colors.dtype, device=self.colors.device)
 
@@ -72,7 +81,7 @@ class DeformationRig:
 
     def __init__(self, body: BodyModel, rest_vertices: torch.Tensor, rest_points: torch.Tensor, weights: torch.Tensor,
                  pose_joints: tuple[str, ...], skinning: WeightFieldConfig, hops: int):  # fmt: skip
-        self.pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints])
+        self.pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=rest_points.device)
         root = [j for j, p in enumerate(body.parents) if p < 0]
         self.field: WeightField = build_weight_field(rest_vertices, body.skin_weights, body.parents, root + self.pose_joint_index.tolist(), skinning)
         self.surface_field = self.field.sample(rest_points)

@@ -37,7 +37,7 @@ from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.losses import ssim
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
-from persona.avatar.train import TrainStats, decay_learning_rates, person_crop
+from persona.avatar.train import TrainStats, decay_learning_rates, person_crop, synchronize
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import dominant_joints, joint_parts
 from persona.body.weight_field import WeightFieldConfig
@@ -133,7 +133,7 @@ class FrameTargets:
 
 def part_features(body: BodyModel, weights: torch.Tensor) -> torch.Tensor:
     """(N, P) one-hot part of each Gaussian (from its dominant joint)."""
-    return F.one_hot(joint_parts(body)[dominant_joints(weights)], len(body.part_roots)).float()
+    return F.one_hot(joint_parts(body).to(weights.device)[dominant_joints(weights)], len(body.part_roots)).float()
 
 
 def seam_weights(depth: torch.Tensor, alpha: torch.Tensor, config: PersonaConfig) -> torch.Tensor:
@@ -141,7 +141,7 @@ def seam_weights(depth: torch.Tensor, alpha: torch.Tensor, config: PersonaConfig
     `seam_depth_step` between neighbours (Sobel, dilated) inside the body (alpha > 0.5), else 1."""
     inside = alpha > 0.5
     z = torch.where(inside, depth / alpha.clamp(min=1e-6), torch.zeros_like(depth))
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=depth.device) / 8
     gx = F.conv2d(z[None, None], kx[None, None], padding=1)[0, 0]
     gy = F.conv2d(z[None, None], kx.T[None, None], padding=1)[0, 0]
     edge = ((gx.square() + gy.square()).sqrt() > config.seam_depth_step / 4) & inside
@@ -154,6 +154,7 @@ def frame_targets(frame: TrainingFrame, avatar: GaussianAvatar, rig: AvatarRig, 
     """Crop a frame to its person box and render the body's part map (and, for the photo, its
     seams) in the frame's pose."""
     camera, (x0, y0, x1, y1) = person_crop(frame.camera, frame.mask, config.crop_margin)
+    camera = camera.to(frame.image.device)  # no host-to-device copies inside the loop
     mask = frame.mask[y0:y1, x0:x1]
     image = frame.image[y0:y1, x0:x1] * mask[..., None] + (1 - mask[..., None])
     with torch.no_grad():
@@ -205,7 +206,8 @@ def optimize_persona(
     pose_joints = tuple(body.fit_joints)
     # The weight field is built only when the deformation (and with it diffused skinning) is on.
     rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), config.skinning, config.deform.hops)
-    pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints])
+    device = avatar.offsets.device
+    pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=device)
     frames = training_set.frames
     parts = part_features(body, rig.weights)
     targets = [frame_targets(f, avatar, rig, parts, config) for f in frames]
@@ -216,8 +218,8 @@ def optimize_persona(
     color_logits = torch.logit(avatar.colors.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
     generated_colors = torch.zeros_like(color_logits, requires_grad=True)  # logit residual, generated frames only
     lo, hi = rig.rest_points.min(0).values, rig.rest_points.max(0).values
-    deformer = PoseDeformer(config.deform, len(pose_joints), (lo + hi) / 2) if config.pose_deformation else None
-    refinement = _PoseRefinement(len(frames), pose_joint_index)
+    deformer = PoseDeformer(config.deform, len(pose_joints), (lo + hi) / 2).to(device) if config.pose_deformation else None
+    refinement = _PoseRefinement(len(frames), pose_joint_index).to(device)
     groups = [
         {"params": [offsets], "lr": config.lr_offsets},
         {"params": [log_scales], "lr": config.lr_scales},
@@ -233,7 +235,7 @@ def optimize_persona(
         [i for i, f in enumerate(frames) if f.captured], [i for i, f in enumerate(frames) if not f.captured],
         config.balanced_sampling, config.seed,
     ))  # fmt: skip
-    background = torch.cat([torch.ones(3), torch.zeros(parts.shape[1])])
+    background = torch.cat([torch.ones(3, device=device), torch.zeros(parts.shape[1], device=device)])
     rest_normals = None  # only frames with normal maps need them
     if any(t.normal is not None for t in targets):
         with torch.no_grad():
@@ -241,6 +243,9 @@ def optimize_persona(
             rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
     decay_step = int(config.decay_at * config.iterations)
     stats = PersonaStats(0.0, config.iterations)
+    losses = []  # kept on the device: reading them each time would wait for the GPU
+    synchronize(device)
+    loop_start = time.perf_counter()
 
     for step in range(config.iterations):
         decay_learning_rates(optimizer, step, decay_step)
@@ -264,21 +269,24 @@ def optimize_persona(
         l1 = ((rgb - target.image).abs().mean(-1) * target.pixel_weight).mean()
         image_loss = (1 - config.ssim_weight) * l1 + config.ssim_weight * (1 - ssim(rgb, target.image))
         mask_loss = config.mask_weight * (out.alpha - target.mask).abs().mean()
-        geometry = torch.zeros(())
+        geometry = torch.zeros((), device=device)
         # Parts only where the unclothed body covers the pixel: clothes may stand off it.
         part_error = (part_map / out.alpha.clamp(min=1e-6)[..., None] - target.parts).abs().sum(-1) / 2
         geometry = geometry + config.part_weight * (part_error * target.body).mean()
         if target.depth is not None or target.normal is not None:
-            seen = (target.mask > 0.5) & (out.alpha > 0.5)
-            if target.depth is not None and seen.any():
+            # Means over the pixels seen in both, written without branching on the data (a
+            # test such as `seen.any()` would wait for the GPU every step).
+            seen = ((target.mask > 0.5) & (out.alpha > 0.5)).float()
+            seen_mean = lambda x: (x * seen).sum() / seen.sum().clamp(min=1)  # noqa: E731
+            if target.depth is not None:
                 depth = out.depth / out.alpha.clamp(min=1e-6)
-                geometry = geometry + config.depth_weight * (depth - target.depth)[seen].abs().mean()
-            if target.normal is not None and seen.any():
+                geometry = geometry + config.depth_weight * seen_mean((depth - target.depth).abs())
+            if target.normal is not None:
                 normals = _posed_normals(rig.weights, rest_normals, transforms)
                 R = target.camera.world_to_camera[:3, :3]
                 normal_out = render_isotropic(means, log_scales, normals @ R.T, target.camera)
                 cos = (F.normalize(normal_out.features, dim=-1) * target.normal).sum(-1)
-                geometry = geometry + config.normal_weight * (1 - cos)[seen].mean()
+                geometry = geometry + config.normal_weight * seen_mean(1 - cos)
         mask_weight = config.captured_mask_weight if frame.captured and config.geometry_weighting else geometry_weight
         loss = image_weight * image_loss + mask_weight * mask_loss + geometry_weight * geometry
         loss = loss + config.offset_weight * (offsets * 100).square().sum(-1).mean()
@@ -302,9 +310,12 @@ def optimize_persona(
         else:
             stats.generated_steps += 1
         if step % 10 == 0:
-            stats.losses.append(loss.item())
+            losses.append(loss.detach())
             if progress is not None:
                 progress(step / config.iterations, f"optimising the avatar on {len(frames)} frames ({step}/{config.iterations})")
+    synchronize(device)
+    stats.loop_seconds = time.perf_counter() - loop_start
+    stats.losses = torch.stack(losses).tolist() if losses else []
     stats.seconds = time.perf_counter() - start
     if deformer is not None:
         deformer.requires_grad_(False)

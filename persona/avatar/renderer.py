@@ -48,6 +48,8 @@ def render(
 ) -> RenderOutput:
     """Render for one camera (outputs (H, W, ...)) or several cameras of one image size
     (outputs with a leading camera dimension (C, H, W, ...))."""
+    if background is not None:
+        background = background.to(means.device, means.dtype)
     single = isinstance(cameras, Camera)
     cams = [cameras] if single else list(cameras)
     if len({(c.width, c.height) for c in cams}) != 1:

@@ -129,7 +129,8 @@ def _load_deformer(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], b
 
 
 def load_avatar(source: str | os.PathLike | bytes, body: BodyModel) -> GaussianAvatar:
-    """Read and validate an avatar package for `body` (shapes checked against the body too)."""
+    """Read and validate an avatar package for `body` (shapes checked against the body too);
+    the avatar comes on the body's device."""
     package: LoadedPackage = read_package(source, AVATAR_SCHEMA)
     m, t, dims = package.manifest, package.tensors, package.dims
     if m.get("body_model") != body.name:
@@ -160,7 +161,7 @@ def load_avatar(source: str | os.PathLike | bytes, body: BodyModel) -> GaussianA
         deformer=deformer,
         skinning=skinning,
         pose_joints=pose_joints,
-    )
+    ).to(body.faces.device)
 
 
 def export_ply(path: str | os.PathLike, avatar: GaussianAvatar, rig: AvatarRig) -> Path:

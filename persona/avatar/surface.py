@@ -26,6 +26,9 @@ class SurfaceBinding:
     def __len__(self) -> int:
         return self.face_index.shape[0]
 
+    def to(self, device: torch.device | str) -> "SurfaceBinding":
+        return SurfaceBinding(self.face_index.to(device), self.barycentric.to(device))
+
     def interpolate(self, faces: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """faces: (F, 3); values: (..., V, C) per vertex -> (..., N, C) at the points."""
         corners = faces[self.face_index]  # (N, 3)
@@ -34,9 +37,11 @@ class SurfaceBinding:
 
 
 def bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceBinding:
-    """The level-`level` grid of points on the triangle mesh `faces` (F, 3)."""
+    """The level-`level` grid of points on the triangle mesh `faces` (F, 3), on its device
+    (worked out on the CPU: a one-off index computation)."""
     if level < 0:
         raise ValueError(f"subdivision level must be >= 0, got {level}")
+    device, faces = faces.device, faces.cpu()
     n = 2**level
     F = faces.shape[0]
     face_ids, barys = [], []
@@ -73,7 +78,7 @@ def bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceB
             g = torch.tensor(grid, dtype=torch.float32) / n  # (G, 3)
             face_ids.append(torch.arange(F).repeat_interleave(len(grid)))
             barys.append(g.repeat(F, 1))
-    return SurfaceBinding(torch.cat(face_ids), torch.cat(barys))
+    return SurfaceBinding(torch.cat(face_ids), torch.cat(barys)).to(device)
 
 
 def _unique_rows_first(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

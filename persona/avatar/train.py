@@ -45,9 +45,16 @@ class AvatarConfig:
 
 @dataclass
 class TrainStats:
-    seconds: float
+    seconds: float  # the whole call
     iterations: int
     losses: list[float] = field(default_factory=list)  # every 10 iterations
+    loop_seconds: float = 0.0  # the iterations alone (setup excluded), device work finished
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so wall-clock times are true."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def face_areas(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -64,7 +71,10 @@ def initial_avatar(
     vertex_colors: torch.Tensor,
     config: AvatarConfig,
 ) -> GaussianAvatar:
-    """Gaussians on the rest surface of `shape`, coloured from `vertex_colors` (V, 3)."""
+    """Gaussians on the rest surface of `shape`, coloured from `vertex_colors` (V, 3), on the
+    body's device."""
+    device = body.faces.device
+    shape, photo_pose = shape.to(device), photo_pose.to(device)
     binding = bind_surface(body.faces, len(body.skin_weights), config.subdivision)
     with torch.no_grad():
         rest = body.rest_vertices(shape[None])[0]
@@ -77,9 +87,9 @@ def initial_avatar(
         body_name=body.name,
         shape=shape.clone(),
         binding=binding,
-        offsets=torch.zeros(N, 3),
+        offsets=torch.zeros(N, 3, device=rest.device),
         log_scales=(config.scale_spacing * spacing).clamp(min=1e-4).log()[:, None],
-        colors=binding.interpolate(body.faces, vertex_colors).clamp(0, 1),
+        colors=binding.interpolate(body.faces, vertex_colors.to(rest.device)).clamp(0, 1),
         photo_pose=photo_pose.detach(),
         photo_camera=photo_camera,
     )
@@ -117,8 +127,9 @@ def optimize_on_photo(
     this image size. Returns a new avatar (the input is not modified)."""
     start = time.perf_counter()
     crop_camera, (x0, y0, x1, y1) = person_crop(camera, mask, config.crop_margin)
+    crop_camera = crop_camera.to(image.device)  # no host-to-device copies inside the loop
     mask_crop = mask[y0:y1, x0:x1]
-    white = torch.ones(3)
+    white = torch.ones(3, device=image.device)
     target = image[y0:y1, x0:x1] * mask_crop[..., None] + (1 - mask_crop[..., None]) * white
 
     with torch.no_grad():
@@ -138,6 +149,9 @@ def optimize_on_photo(
     )
     decay_step = int(config.decay_at * config.iterations)
     stats = TrainStats(0.0, config.iterations)
+    losses = []  # kept on the device: reading them each time would wait for the GPU
+    synchronize(offsets.device)
+    loop_start = time.perf_counter()
     for step in range(config.iterations):
         decay_learning_rates(optimizer, step, decay_step)
         optimizer.zero_grad(set_to_none=True)
@@ -163,9 +177,12 @@ def optimize_on_photo(
                 )
             )
         if step % 10 == 0:
-            stats.losses.append(loss.item())
+            losses.append(loss.detach())
             if progress is not None:
                 progress(step / config.iterations, f"fitting the avatar to the photo ({step}/{config.iterations})")
+    synchronize(offsets.device)
+    stats.loop_seconds = time.perf_counter() - loop_start
+    stats.losses = torch.stack(losses).tolist() if losses else []
     stats.seconds = time.perf_counter() - start
     trained = replace(
         avatar,

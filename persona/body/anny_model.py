@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 import roma
 import torch
@@ -67,9 +68,12 @@ class AnnyBody(BodyModel):
     face_joint = "head"
 
     def __init__(self, device: torch.device | str = "cpu"):
-        import warp  # anny's skinning kernels; silence its start-up banner
+        try:
+            import warp  # anny's skinning kernels; silence its start-up banner
 
-        warp.config.log_level = warp.LOG_ERROR
+            warp.config.log_level = warp.LOG_ERROR
+        except ImportError:  # anny then skins with its dense PyTorch LBS (same result)
+            warnings.filterwarnings("ignore", "Fallback to lbs skinning", UserWarning)
         import anny  # heavy import, and it reads ANNY_CACHE_DIR at import time
 
         self._anny = anny.Anny().float().to(device)

@@ -40,6 +40,9 @@ class BodyPose:
     def detach(self) -> "BodyPose":
         return BodyPose(*(t.detach().clone() for t in (self.joint_rotations, self.global_orient, self.translation)))
 
+    def to(self, device: torch.device | str) -> "BodyPose":
+        return BodyPose(*(t.to(device) for t in (self.joint_rotations, self.global_orient, self.translation)))
+
     def index(self, i: int | slice | torch.Tensor) -> "BodyPose":
         """A sub-batch (keeps the batch dimension for an int index)."""
         if isinstance(i, int):

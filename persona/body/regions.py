@@ -68,7 +68,7 @@ def rigid_points(body: BodyModel, weights: torch.Tensor, rest_points: torch.Tens
             k = body.parents[k]
         in_subtree[j] = k >= 0
     dominant = dominant_joints(weights)
-    out = in_subtree[dominant]
+    out = in_subtree.to(weights.device)[dominant]
     head = dominant == body.joint_index(body.face_joint)
     if head.any():
         front = rest_points[:, 2] > rest_points[head, 2].mean()
@@ -80,5 +80,5 @@ def pose_input_mask(body: BodyModel, weights: torch.Tensor, pose_joints: list[in
     """(N, P) float: 1 where pose joint p is within `max_hops` bones of point n's dominant joint.
 
     weights: (N, J); pose_joints: P joint indices that make the deformation's pose input."""
-    hops = joint_hops(body.parents)[:, pose_joints]  # (J, P)
+    hops = joint_hops(body.parents)[:, pose_joints].to(weights.device)  # (J, P)
     return (hops[dominant_joints(weights)] <= max_hops).float()

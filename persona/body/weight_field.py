@@ -86,8 +86,8 @@ def _voxel_values(
     """The mean weight (C, G^3) of the vertices in each voxel, and which voxels hold one (G^3,)."""
     ijk = ((vertices - origin) / size * (G - 1)).round().long().clamp(0, G - 1)  # (V, 3) x, y, z
     flat = (ijk[:, 2] * G + ijk[:, 1]) * G + ijk[:, 0]
-    count = torch.zeros(G**3).index_add_(0, flat, torch.ones(len(flat)))
-    total = torch.zeros(weights.shape[1], G**3).index_add_(1, flat, weights.T.contiguous())
+    count = torch.zeros(G**3, device=vertices.device).index_add_(0, flat, torch.ones(len(flat), device=vertices.device))
+    total = torch.zeros(weights.shape[1], G**3, device=vertices.device).index_add_(1, flat, weights.T.contiguous())
     fixed = count > 0
     return total / count.clamp(min=1), fixed
 
@@ -107,8 +107,8 @@ def joint_groups(parents: list[int], joints: list[int]) -> torch.Tensor:
 
 def collapse_to_joints(weights: torch.Tensor, parents: list[int], joints: list[int]) -> torch.Tensor:
     """weights: (V, J) -> (V, len(joints)): each joint's weight added to its group's column."""
-    out = torch.zeros(weights.shape[0], len(joints), dtype=weights.dtype)
-    return out.index_add_(1, joint_groups(parents, joints), weights)
+    out = torch.zeros(weights.shape[0], len(joints), dtype=weights.dtype, device=weights.device)
+    return out.index_add_(1, joint_groups(parents, joints).to(weights.device), weights)
 
 
 def _stencil_blur(grid: torch.Tensor, step: int) -> torch.Tensor:
@@ -133,8 +133,8 @@ def build_weight_field(
     config: WeightFieldConfig = WeightFieldConfig(),
 ) -> WeightField:
     """Diffuse skinning weights (V, J) of rest-pose vertices (V, 3) into a grid over the
-    channels `joints` (the root first; see the module doc)."""
-    vertices, weights = vertices.detach().float().cpu(), weights.detach().float().cpu()
+    channels `joints` (the root first; see the module doc). Built on the vertices' device."""
+    vertices, weights = vertices.detach().float(), weights.detach().float().to(vertices.device)
     lo, hi = vertices.min(0).values, vertices.max(0).values
     size = float((hi - lo).max()) + 2 * config.padding
     origin = (lo + hi) / 2 - size / 2
@@ -158,4 +158,5 @@ def build_weight_field(
     grid = _stencil_blur(grid.clamp(min=0), config.stencil)
     grid = grid / grid.sum(0, keepdim=True).clamp(min=1e-8)
     group = torch.tensor(joints)[joint_groups(parents, joints)]  # (J,) channel joint of each joint
-    return WeightField(grid.half(), torch.tensor(joints), origin, size, weights.shape[1], group)
+    device = vertices.device
+    return WeightField(grid.half(), torch.tensor(joints, device=device), origin, size, weights.shape[1], group.to(device))

@@ -230,16 +230,17 @@ def imperfect_frame(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1})."""
-    amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator))
+    # The draws come from a CPU generator (also when the subject lives on a GPU).
+    amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator, device="cpu"))
     colors = hue_rotated(subject.colors, imperfections.identity_drift * progress_in_clip)
     image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
-    gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator)
+    gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator, device="cpu").to(image.device)
     background = 1 - alpha[..., None]
     image = ((image - background) * gain + background).clamp(0, 1)  # the gain on the person only
     mask = (alpha > 0.5).float()
     if imperfections.mask_noise > 0:
         k = 2 * imperfections.mask_noise + 1
-        if float(torch.rand((), generator=generator)) < 0.5:
+        if float(torch.rand((), generator=generator, device="cpu")) < 0.5:
             mask = F.max_pool2d(mask[None, None], k, 1, imperfections.mask_noise)[0, 0]
         else:
             mask = -F.max_pool2d(-mask[None, None], k, 1, imperfections.mask_noise)[0, 0]

@@ -82,6 +82,7 @@ class Scene:
     training_set: TrainingSet
     first_avatar: GaussianAvatar
     heldout: list[TrainingFrame]
+    photo_seconds: float = 0.0  # the first avatar's optimisation on the photo
 
 
 def photo_setup(body: BodyModel, shape: torch.Tensor, size: tuple[int, int]) -> tuple[BodyPose, Camera]:
@@ -99,7 +100,13 @@ def photo_setup(body: BodyModel, shape: torch.Tensor, size: tuple[int, int]) -> 
 
 
 def build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed: int) -> Scene:
-    """Steps 1-4 of the module doc for one subject."""
+    """Steps 1-4 of the module doc for one subject, on the body model's device (every tensor
+    made here lands there; the random draws come from a CPU generator)."""
+    with torch.device(body.faces.device):
+        return _build_scene(body, subject, config, seed)
+
+
+def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed: int) -> Scene:
     generator = torch.Generator().manual_seed(seed)
     shape = subject.shape
     pose, camera = photo_setup(body, shape, config.photo_size)
@@ -113,7 +120,7 @@ def build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed
     texture = project_texture(posed, body.faces, head, camera, image, alpha)
     avatar_config = AvatarConfig(subdivision=config.avatar_level, iterations=config.first_iterations)
     first = initial_avatar(body, shape, pose, camera, texture.colors, avatar_config)
-    first, _ = optimize_on_photo(first, AvatarRig(body, first), image, alpha, camera, avatar_config)
+    first, photo_stats = optimize_on_photo(first, AvatarRig(body, first), image, alpha, camera, avatar_config)
 
     # Generated frames: the pipeline's driving plan, rendered with imperfections.
     plan = plan_driving(body, shape, pose, camera, config.train_motions, config.frames_per_motion, config.resolution)
@@ -136,7 +143,7 @@ def build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed
             frame_pose = clip.poses.index(i)
             img, a = render_subject(subject, body, frame_pose, cam)
             heldout.append(TrainingFrame(img, a, frame_pose, cam, captured=False, motion=clip.name, index=i))
-    return Scene(subject, training_set, first, heldout)
+    return Scene(subject, training_set, first, heldout, photo_stats.seconds)
 
 
 def _box(*masks: torch.Tensor, margin: int = 4) -> tuple[slice, slice]:
@@ -191,7 +198,8 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
     seconds: dict[str, float] = {name: 0.0 for name in ["first_avatar", *VARIANTS]}
     for s, spec in enumerate(SUBJECTS[: config.subjects]):
         t = time.perf_counter()
-        subject = make_subject(body, spec, config.avatar_level + 1)
+        with torch.device(body.faces.device):
+            subject = make_subject(body, spec, config.avatar_level + 1)
         scene = build_scene(body, subject, config, seed=s)
         seconds["first_avatar"] += time.perf_counter() - t
         results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
@@ -226,7 +234,7 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
 
 
 def write_synthetic_benchmark(body: BodyModel, quick: bool, out: Path | None = None, log: Log = print) -> Path:
-    config = QUICK if quick else SyntheticConfig()
+    config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
     record = run_synthetic_benchmark(body, config, log)
     record["quick"] = quick
     out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")

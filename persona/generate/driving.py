@@ -116,11 +116,12 @@ def pose_on_subject(motion_pose: BodyPose, photo_pose: BodyPose, blend_frames: i
     body (batch 1): joints blend from the photo's into the motion's; the motion's root turn
     and translation apply in the photo body's own frame (R = R_photo R_motion,
     t = t_photo + R_photo t_motion), faded in with the same weights."""
-    F = motion_pose.batch
-    w = blend_weights(F, blend_frames)  # (F,)
+    F, device = motion_pose.batch, photo_pose.translation.device
+    motion_pose = motion_pose.to(device)
+    w = blend_weights(F, blend_frames).to(device)  # (F,)
     joints = slerp_rotvec(photo_pose.joint_rotations.expand(F, -1, -1), motion_pose.joint_rotations, w[:, None])
     R_photo = roma.rotvec_to_rotmat(photo_pose.global_orient[0])  # (3, 3)
-    R_motion = roma.rotvec_to_rotmat(slerp_rotvec(torch.zeros(F, 3), motion_pose.global_orient, w))  # (F, 3, 3)
+    R_motion = roma.rotvec_to_rotmat(slerp_rotvec(torch.zeros(F, 3, device=device), motion_pose.global_orient, w))  # (F, 3, 3)
     global_orient = roma.rotmat_to_rotvec(R_photo @ R_motion)
     translation = photo_pose.translation + (w[:, None] * motion_pose.translation) @ R_photo.T
     return BodyPose(joints, global_orient, translation)
@@ -138,9 +139,10 @@ def orbit_about(camera: Camera, centre: torch.Tensor, angle_deg: float) -> Camer
     """`camera` moved on a circle about the vertical axis through `centre` (3,) by
     `angle_deg` (positive: from +Z towards +X, as `orbit_camera`'s azimuth); it keeps its
     intrinsics, distance, height and its view of the centre."""
-    T = torch.eye(4)
-    T[:3, :3] = _rotation_y(-math.radians(angle_deg))
-    c = centre.float()
+    device = camera.world_to_camera.device
+    T = torch.eye(4, device=device)
+    T[:3, :3] = _rotation_y(-math.radians(angle_deg)).to(device)
+    c = centre.float().to(device)
     T[:3, 3] = c - T[:3, :3] @ c  # x -> c + R_y(-a) (x - c)
     return replace(camera, world_to_camera=camera.world_to_camera.float() @ T)
 
@@ -158,9 +160,9 @@ def view_azimuths(poses: BodyPose, cameras: list[Camera], centre: torch.Tensor) 
     """(F,) where each camera sees the body from, in degrees in (-180, 180]: 0 in front of it,
     +90 at its left side, -90 at its right side, 180 behind (the root's orientation; the
     rest body faces +Z with its left towards +X)."""
-    R = roma.rotvec_to_rotmat(poses.global_orient)  # (F, 3, 3)
+    R = roma.rotvec_to_rotmat(poses.global_orient.cpu())  # (F, 3, 3)
     forward, left = R[:, :, 2], R[:, :, 0]  # the body's +Z and +X in world coordinates
-    to_camera = torch.stack([c.center.float() for c in cameras]) - centre.float()
+    to_camera = torch.stack([c.center.float().cpu() for c in cameras]) - centre.float().cpu()
     to_camera[:, 1] = 0.0  # horizontal directions only
     forward = forward * torch.tensor([1.0, 0.0, 1.0])
     left = left * torch.tensor([1.0, 0.0, 1.0])
@@ -211,7 +213,7 @@ def clip_keypoints(body: BodyModel, shape: torch.Tensor, clip: DrivingClip) -> n
     ear in profile), so the skeleton of a back view differs from a front view's as in
     DWPose's detections."""
     with torch.no_grad():
-        keypoints = body.forward(shape[None], clip.poses).keypoints  # (F, K, 3) world
+        keypoints = body.forward(shape[None], clip.poses).keypoints.cpu()  # (F, K, 3) world
     names = body.keypoint_names
     face = [names.index(n) for n in FACE_KEYPOINTS if n in names]
     ears = [names.index(n) for n in ("left_ear", "right_ear") if n in names] or face
@@ -223,7 +225,7 @@ def clip_keypoints(body: BodyModel, shape: torch.Tensor, clip: DrivingClip) -> n
         if face:
             head = keypoints[f, ears].mean(0)  # the centre of the head
             outward = torch.nn.functional.normalize(keypoints[f, face] - head, dim=-1)
-            to_camera = torch.nn.functional.normalize(camera.center.float() - keypoints[f, face], dim=-1)
+            to_camera = torch.nn.functional.normalize(camera.center.to(keypoints) - keypoints[f, face], dim=-1)
             # Seen when within about 110 degrees of its outward direction (ears stick out, and
             # detectors still place a nose seen in profile).
             score[face] = score[face] * ((outward * to_camera).sum(-1) > FACE_VISIBLE_COS).float()

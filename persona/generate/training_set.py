@@ -8,7 +8,7 @@ them. Images are float in [0, 1], (H, W, 3), row 0 at the top; cameras follow
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -50,6 +50,14 @@ class TrainingFrame:
         assert (self.camera.width, self.camera.height) == (W, H), (self.camera.width, self.camera.height, W, H)
         assert self.pose.batch == 1
 
+    def to(self, device: torch.device | str) -> "TrainingFrame":
+        """The frame's tensors on `device` (the camera stays on the CPU)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(
+            self, image=self.image.to(device), mask=self.mask.to(device), pose=self.pose.to(device),
+            depth=move(self.depth), normal=move(self.normal),
+        )  # fmt: skip
+
     @property
     def size(self) -> tuple[int, int]:  # (width, height)
         return self.camera.width, self.camera.height
@@ -69,6 +77,9 @@ class TrainingSet:
     motions: list[str]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> "TrainingSet":
+        return replace(self, frames=[f.to(device) for f in self.frames], shape=self.shape.to(device))
 
     @property
     def captured(self) -> list[TrainingFrame]:
