@@ -11,7 +11,7 @@ site=$($py -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cache=$($py -c "from persona.cache import configure_caches; print(configure_caches()['ANNY_CACHE_DIR'])")
 compact=$(ls "$cache"/v*/build_compact_model_data_*.safetensors | head -1)
 rm -rf .device && mkdir -p .device/site .device/anny_cache
-cp -r "$site/anny" "$site/roma" .device/site/
+cp -r "$site/anny" "$site/roma" "$site"/anny-*.dist-info "$site"/roma-*.dist-info .device/site/
 # anny reads only its keypoint regressors at run time once the compact build exists.
 find .device/site/anny/data -mindepth 1 -maxdepth 1 ! -name keypoints -exec rm -rf {} +
 rm -rf .device/site/anny/examples

@@ -41,7 +41,11 @@ def bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceB
     (worked out on the CPU: a one-off index computation)."""
     if level < 0:
         raise ValueError(f"subdivision level must be >= 0, got {level}")
-    device, faces = faces.device, faces.cpu()
+    with torch.device("cpu"):  # also inside a caller's `with torch.device(...)`
+        return _bind_surface(faces.cpu(), num_vertices, level).to(faces.device)
+
+
+def _bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceBinding:
     n = 2**level
     F = faces.shape[0]
     face_ids, barys = [], []
@@ -78,7 +82,7 @@ def bind_surface(faces: torch.Tensor, num_vertices: int, level: int) -> SurfaceB
             g = torch.tensor(grid, dtype=torch.float32) / n  # (G, 3)
             face_ids.append(torch.arange(F).repeat_interleave(len(grid)))
             barys.append(g.repeat(F, 1))
-    return SurfaceBinding(torch.cat(face_ids), torch.cat(barys)).to(device)
+    return SurfaceBinding(torch.cat(face_ids), torch.cat(barys))
 
 
 def _unique_rows_first(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

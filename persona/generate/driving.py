@@ -160,13 +160,14 @@ def view_azimuths(poses: BodyPose, cameras: list[Camera], centre: torch.Tensor) 
     """(F,) where each camera sees the body from, in degrees in (-180, 180]: 0 in front of it,
     +90 at its left side, -90 at its right side, 180 behind (the root's orientation; the
     rest body faces +Z with its left towards +X)."""
-    R = roma.rotvec_to_rotmat(poses.global_orient.cpu())  # (F, 3, 3)
-    forward, left = R[:, :, 2], R[:, :, 0]  # the body's +Z and +X in world coordinates
-    to_camera = torch.stack([c.center.float().cpu() for c in cameras]) - centre.float().cpu()
-    to_camera[:, 1] = 0.0  # horizontal directions only
-    forward = forward * torch.tensor([1.0, 0.0, 1.0])
-    left = left * torch.tensor([1.0, 0.0, 1.0])
-    return torch.rad2deg(torch.atan2((to_camera * left).sum(-1), (to_camera * forward).sum(-1)))
+    with torch.device("cpu"):  # a handful of numbers, whatever device the poses are on
+        R = roma.rotvec_to_rotmat(poses.global_orient.cpu())  # (F, 3, 3)
+        forward, left = R[:, :, 2], R[:, :, 0]  # the body's +Z and +X in world coordinates
+        to_camera = torch.stack([c.center.float().cpu() for c in cameras]) - centre.float().cpu()
+        to_camera[:, 1] = 0.0  # horizontal directions only
+        forward = forward * torch.tensor([1.0, 0.0, 1.0])
+        left = left * torch.tensor([1.0, 0.0, 1.0])
+        return torch.rad2deg(torch.atan2((to_camera * left).sum(-1), (to_camera * forward).sum(-1)))
 
 
 # --- the plan ---------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def synth_backend(
                 out = render_gaussians(avatar, means[i], camera, background, colors=features)
                 alpha = out.alpha  # (H, W)
                 person = alpha > 0.5
-                R = camera.world_to_camera[:3, :3].to(features.dtype)
+                R = camera.world_to_camera[:3, :3].to(features)
                 normal = torch.nn.functional.normalize(out.features[..., 3:] @ R.T, dim=-1) * person[..., None]
                 depth = torch.where(person, out.depth / alpha.clamp(min=1e-6), torch.zeros_like(alpha))
                 frames.append(
