@@ -102,6 +102,7 @@ class AvatarRig:
         about to get a deformer (taken from the avatar when it has one)."""
         self.body = body
         self.shape = avatar.shape
+        self.posing = body.posing(avatar.shape[None])  # pose -> bone transforms (B, J, 4, 4)
         with torch.no_grad():
             rest = body.rest_vertices(avatar.shape[None])[0]
         self.rest_points = avatar.binding.interpolate(body.faces, rest)
@@ -134,7 +135,7 @@ class AvatarRig:
         deformer = avatar.deformer if deformer is None else deformer
         if transforms is None:
             with torch.no_grad():
-                transforms = self.body.forward(self.shape[None], pose).bone_transforms
+                transforms = self.posing(pose)
         canonical = self.rest_points + offsets  # (N, 3)
         if deformer is None:
             return blend_points(self.weights, transforms, canonical)
@@ -153,7 +154,7 @@ class AvatarRig:
     def pose_points(self, canonical: torch.Tensor, pose: BodyPose) -> torch.Tensor:
         """canonical: (N, 3) -> (B, N, 3) posed by LBS for each pose of the batch."""
         with torch.no_grad():
-            transforms = self.body.forward(self.shape[None], pose).bone_transforms  # (B, J, 4, 4)
+            transforms = self.posing(pose)  # (B, J, 4, 4)
         return blend_points(self.weights, transforms, canonical)
 
     def rest_pose_means(self, avatar: GaussianAvatar) -> torch.Tensor:

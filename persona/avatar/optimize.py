@@ -229,7 +229,7 @@ def optimize_persona(
         groups.append({"params": list(deformer.parameters()), "lr": config.lr_deform})
     if config.refine_poses:
         groups.append({"params": list(refinement.parameters()), "lr": config.lr_pose})
-    optimizer = torch.optim.Adam(groups)
+    optimizer = torch.optim.Adam(groups, fused=device.type == "cuda")  # one kernel for all parameters on a GPU
     initial_log_scale = avatar.log_scales.clone()
     sampler = iter(BalancedSampler(
         [i for i, f in enumerate(frames) if f.captured], [i for i, f in enumerate(frames) if not f.captured],
@@ -241,6 +241,7 @@ def optimize_persona(
         with torch.no_grad():
             rest_vertices = body.rest_vertices(training_set.shape[None])
             rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
+    posing = body.posing(training_set.shape[None])
     decay_step = int(config.decay_at * config.iterations)
     stats = PersonaStats(0.0, config.iterations)
     losses = []  # kept on the device: reading them each time would wait for the GPU
@@ -253,7 +254,7 @@ def optimize_persona(
         frame, target = frames[k], targets[k]
         optimizer.zero_grad(set_to_none=True)
         pose = refinement.refine(k, frame.pose) if config.refine_poses else frame.pose
-        transforms = body.forward(training_set.shape[None], pose).bone_transforms  # (1, J, 4, 4)
+        transforms = posing(pose)  # (1, J, 4, 4)
         canonical = rig.rest_points + offsets
         if deformer is not None:
             pose_offsets = rig.pose_offsets(deformer, pose)  # (1, N, 3)

@@ -133,7 +133,7 @@ def optimize_on_photo(
     target = image[y0:y1, x0:x1] * mask_crop[..., None] + (1 - mask_crop[..., None]) * white
 
     with torch.no_grad():
-        transforms = rig.body.forward(avatar.shape[None], avatar.photo_pose).bone_transforms[0]
+        transforms = rig.posing(avatar.photo_pose)[0]
         blended = torch.einsum("nj,jxy->nxy", rig.weights, transforms[:, :3, :])  # (N, 3, 4)
     offsets = avatar.offsets.clone().requires_grad_(True)
     log_scales = avatar.log_scales.clone().requires_grad_(True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -116,6 +117,14 @@ class BodyModel(abc.ABC):
     @abc.abstractmethod
     def forward(self, shape: torch.Tensor, pose: BodyPose) -> PosedBody:
         """shape: (B or 1, S); pose: batch B -> the posed body (differentiable in both)."""
+
+    def posing(self, shape: torch.Tensor) -> Callable[[BodyPose], torch.Tensor]:
+        """For one body shape (1, S), treated as a constant: a function from a pose (batch B)
+        to its bone transforms (B, J, 4, 4), as `forward(shape, pose).bone_transforms`.
+        Models override it to work out the shape's rest state once (the avatar's loops pose
+        one shape thousands of times and never need the vertices)."""
+        shape = shape.detach()
+        return lambda pose: self.forward(shape, pose).bone_transforms
 
     def rest_joints(self, shape: torch.Tensor) -> torch.Tensor:
         """shape: (B, S) -> (B, J, 3) joint centres in the space of `rest_vertices`, so that the

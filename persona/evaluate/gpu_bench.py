@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from persona.avatar.animate import ClipConfig, render_motion
-from persona.avatar.model import AvatarRig, blend_points, render_isotropic
+from persona.avatar.model import AvatarRig, blend_points, identity_quats, render_isotropic
 from persona.avatar.optimize import frame_targets, optimize_persona, part_features
 from persona.avatar.renderer import render, resolve_backend
 from persona.avatar.train import synchronize
@@ -124,7 +124,12 @@ def parity(leaves, camera) -> dict[str, float]:
     for backend in ("gsplat", "reference"):
         for t in leaves:
             t.grad = None
-        out = render_isotropic(leaves[0], leaves[1], leaves[2], camera, torch.ones(leaves[2].shape[1], device=leaves[0].device))
+        means, log_scales, features = leaves
+        N = means.shape[0]
+        out = render(
+            means, identity_quats(N, means), log_scales.exp().expand(N, 3), torch.full((N,), 0.99, device=means.device),
+            features, camera, torch.ones(features.shape[1], device=means.device), backend=backend,
+        )  # fmt: skip
         weights = torch.linspace(0.5, 1.5, out.features.numel(), device=out.features.device).view_as(out.features)
         ((out.features * weights).sum() + out.alpha.sum()).backward()
         outs[backend] = out.features.detach()
