@@ -110,3 +110,24 @@ def test_auto_picks_gsplat_on_cuda(caplog):
     with caplog.at_level(logging.WARNING):
         assert resolve_backend(torch.device("cuda")) == "gsplat"
     assert "instead of gsplat" not in caplog.text
+
+
+def test_the_bundled_gsplat_wheel_is_chosen_only_where_it_fits(tmp_path):
+    import zipfile
+
+    from persona.avatar.gsplat_wheel import WHEELS, interpreter_tags, matching_wheel, unpacked
+
+    python_tag, platform_tag = interpreter_tags()
+    ours = tmp_path / f"gsplat-1.5.3-{python_tag}-{python_tag}-{platform_tag}.whl"
+    with zipfile.ZipFile(ours, "w") as zf:
+        zf.writestr("gsplat/__init__.py", "MARK = 1\n")
+    (tmp_path / "gsplat-1.5.3-cp39-cp39-win_amd64.whl").write_bytes(b"")
+    wheel, reason = matching_wheel(tmp_path, "2.11.0+cu130")
+    assert wheel is not None and wheel.path == ours, reason
+    for version in ("2.13.0", "2.11.0+cpu", "2.8.0+cu128"):
+        assert matching_wheel(tmp_path, version)[0] is None
+    assert matching_wheel(tmp_path / "empty", "2.11.0+cu130")[0] is None
+    folder = unpacked(wheel, tmp_path / "cache")
+    assert (folder / "gsplat" / "__init__.py").read_text() == "MARK = 1\n" and (folder / ".complete").exists()
+    # The one in the repository is for the Space and the benchmark machine: CPython 3.12 on x86-64 Linux.
+    assert [p.name for p in WHEELS.glob("gsplat-*.whl")] == ["gsplat-1.5.3-cp312-cp312-linux_x86_64.whl"]

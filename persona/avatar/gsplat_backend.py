@@ -1,6 +1,7 @@
 """The gsplat (CUDA) backend of the renderer, loaded lazily.
 
-gsplat 1.5.3 compiles its CUDA extension at first use (about a minute on an H100 machine with
+The precompiled wheel in `wheels/` is used where it fits (`persona.avatar.gsplat_wheel`);
+otherwise gsplat 1.5.3 from PyPI compiles its CUDA extension at first use (about a minute on an H100 machine with
 `TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16`, cached in `TORCH_EXTENSIONS_DIR`). Whether it can
 run is checked once per process; any failure (no CUDA, no compiler, a build error) is
 logged with its reason and the caller falls back to the pure-PyTorch reference.
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from persona.avatar.gsplat_wheel import use_bundled_gsplat
 from persona.camera import Camera
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,8 @@ def gsplat_status() -> tuple[bool, str]:
     """(usable, reason) for gsplat on this process's CUDA device."""
     if not torch.cuda.is_available():
         return False, "no CUDA device"
+    log.info("gsplat: %s", use_bundled_gsplat())
     try:
-        import gsplat  # noqa: F401
         from gsplat.cuda._backend import _C
     except Exception as error:  # any import or build failure means "use the reference"
         return False, f"gsplat could not be loaded ({type(error).__name__}: {error})"
