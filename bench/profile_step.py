@@ -10,7 +10,10 @@ and prints torch.profiler's table of the full step by GPU and CPU time.
 from __future__ import annotations
 
 import argparse
+import traceback
+import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -44,6 +47,21 @@ def main() -> None:
         print(f"body.forward: {cuda_ms(lambda: body.forward(shape, frame.pose)):.2f} ms")
         print(f"pose offsets: {cuda_ms(lambda: rig.pose_offsets(avatar.deformer, frame.pose)):.2f} ms")
         print(f"diffused skinning: {cuda_ms(lambda: rig.skin_deformed(canonical, transforms)):.2f} ms")
+    # Where the loop waits for the GPU: each synchronising call, with the line that made it.
+    seen: dict[str, int] = {}
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-1] if "/persona/" in f.filename or "/anny/" in f.filename or "/gsplat/" in f.filename]
+        key = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in frames[-3:][::-1])
+        seen[key] = seen.get(key, 0) + 1
+
+    warnings.showwarning = note
+    torch.cuda.set_sync_debug_mode("warn")
+    optimize_persona(scene.first_avatar, body, scene.training_set, replace(persona, iterations=10))
+    torch.cuda.set_sync_debug_mode("default")
+    print("synchronising calls in 10 steps (and the setup):")
+    for key, count in sorted(seen.items(), key=lambda kv: -kv[1]):
+        print(f"  {count:4d}  {key}")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         optimize_persona(scene.first_avatar, body, scene.training_set, persona)
         torch.cuda.synchronize()

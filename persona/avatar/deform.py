@@ -11,6 +11,7 @@ GroupNorm, ReLU; zero-initialised output layer) gives 3 numbers times `output_sc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import roma
@@ -36,8 +37,13 @@ def pose_features(joint_rotations: torch.Tensor) -> torch.Tensor:
     the identity's, so the rest pose is all zeros."""
     R = roma.rotvec_to_rotmat(joint_rotations)  # (B, P, 3, 3)
     six = R[..., :, :2].transpose(-1, -2).reshape(*R.shape[:-2], 6)
-    identity = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=six.dtype, device=six.device)
-    return six - identity
+    return six - _identity_six(six.dtype, six.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _identity_six(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(6,) the identity's two columns, made once per device (no copy to the GPU per step)."""
+    return torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=dtype, device=device)
 
 
 class PoseDeformer(nn.Module):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 
-def _gaussian_kernel(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
-    """(size,) normalised 1D Gaussian."""
-    x = torch.arange(size, dtype=dtype) - size // 2
+@functools.lru_cache(maxsize=16)
+def _gaussian_kernel(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=torch.device("cpu")) -> torch.Tensor:
+    """(size,) normalised 1D Gaussian, made once per device (a copy to the GPU would wait for
+    it at every training step)."""
+    x = torch.arange(size, dtype=dtype, device=device) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
@@ -20,7 +24,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tenso
     C = a.shape[-1]
     x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
     moments = torch.cat([x, y, x * x, y * y, x * y], 1)  # (1, 5C, H, W)
-    k = _gaussian_kernel(window_size, dtype=a.dtype).to(a.device)
+    k = _gaussian_kernel(window_size, dtype=a.dtype, device=a.device)
     pad = window_size // 2
     blurred = F.conv2d(moments, k.view(1, 1, -1, 1).expand(5 * C, 1, -1, 1), padding=(pad, 0), groups=5 * C)
     blurred = F.conv2d(blurred, k.view(1, 1, 1, -1).expand(5 * C, 1, 1, -1), padding=(0, pad), groups=5 * C)
