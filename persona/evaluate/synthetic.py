@@ -17,7 +17,9 @@ a margin), both images on white, so the empty background does not inflate them.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,30 +189,53 @@ def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str,
     }
 
 
-def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log = print) -> dict:
+def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log = print) -> tuple[dict, dict[str, float]]:
+    """Every variant on subject `index`: ({variant: metrics}, {variant: seconds})."""
+    spec = SUBJECTS[index]
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    with torch.device(body.faces.device):
+        subject = make_subject(body, spec, config.avatar_level + 1)
+    scene = build_scene(body, subject, config, seed=index)
+    seconds["first_avatar"] = time.perf_counter() - t
+    results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
+    log(f"{spec.name}: first avatar {results['first_avatar']}")
+    for name, switches in VARIANTS.items():
+        t = time.perf_counter()
+        avatar, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, **switches))
+        seconds[name] = time.perf_counter() - t
+        results[name] = evaluate(avatar, body, scene)
+        log(f"{spec.name}: {name} {results[name]} ({seconds[name]:.0f} s)")
+    return results, seconds
+
+
+def _subject_in_worker(index: int, config: SyntheticConfig) -> tuple[dict, dict[str, float]]:
+    from persona.body.anny_model import load_anny
+
+    return run_subject(load_anny(config.device), index, config, log=lambda m: print(m, flush=True))
+
+
+def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log = print, parallel: bool = False) -> dict:
     """Every variant on every subject; returns the JSON record (means over subjects, and per
-    subject)."""
+    subject). parallel: one process per subject (for a GPU; `config.device` names it)."""
     from persona.benchmark import machine
     from persona.pipeline import versions
 
     start = time.perf_counter()
     per_subject: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {name: 0.0 for name in ["first_avatar", *VARIANTS]}
-    for s, spec in enumerate(SUBJECTS[: config.subjects]):
-        t = time.perf_counter()
-        with torch.device(body.faces.device):
-            subject = make_subject(body, spec, config.avatar_level + 1)
-        scene = build_scene(body, subject, config, seed=s)
-        seconds["first_avatar"] += time.perf_counter() - t
-        results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
-        log(f"{spec.name}: first avatar {results['first_avatar']}")
-        for name, switches in VARIANTS.items():
-            t = time.perf_counter()
-            avatar, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, **switches))
-            seconds[name] += time.perf_counter() - t
-            results[name] = evaluate(avatar, body, scene)
-            log(f"{spec.name}: {name} {results[name]} ({time.perf_counter() - t:.0f} s)")
+    if parallel and config.subjects > 1:
+        # One process per subject: the loop is bound by the CPU launching small GPU kernels,
+        # so subjects side by side fill the GPU (spawned: CUDA does not survive a fork).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(config.subjects, mp_context=context) as pool:
+            outcomes = list(pool.map(_subject_in_worker, range(config.subjects), [config] * config.subjects))
+    else:
+        outcomes = [run_subject(body, s, config, log) for s in range(config.subjects)]
+    for spec, (results, subject_seconds) in zip(SUBJECTS, outcomes):
         per_subject[spec.name] = results
+        for name, value in subject_seconds.items():
+            seconds[name] += value
     names = ["first_avatar", *VARIANTS]
     variants = {
         name: {
@@ -234,8 +259,9 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
 
 
 def write_synthetic_benchmark(body: BodyModel, quick: bool, out: Path | None = None, log: Log = print) -> Path:
+    """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
-    record = run_synthetic_benchmark(body, config, log)
+    record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
     out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")
     out.parent.mkdir(parents=True, exist_ok=True)
