@@ -1,0 +1,33 @@
+"""The ground-truth benchmark's runner on a tiny configuration: the JSON record's shape.
+(Its one-process-per-subject mode runs in the full benchmark on a GPU.)"""
+
+from __future__ import annotations
+
+from persona.avatar.deform import DeformConfig
+from persona.avatar.optimize import PersonaConfig
+from persona.body.weight_field import WeightFieldConfig
+from persona.evaluate.synthetic import VARIANTS, SyntheticConfig, run_synthetic_benchmark
+
+TINY = SyntheticConfig(
+    subjects=2, avatar_level=0, photo_size=(36, 48), resolution=48, train_motions=("walk",), frames_per_motion=2,
+    heldout_motions=("wave",), heldout_per_motion=1, first_iterations=2,
+    persona=PersonaConfig(
+        iterations=4, deform=DeformConfig(triplane_channels=2, triplane_resolution=8, hidden=16, hidden_layers=1, groups=4),
+        skinning=WeightFieldConfig(resolution=12),
+    ),
+)  # fmt: skip
+
+
+def test_the_record_holds_every_variant_for_every_subject(body, monkeypatch):
+    from persona.evaluate import synthetic
+
+    assert {"full", "no_balanced_sampling", "no_geometry_weighting", "no_pose_deformation"} <= set(VARIANTS)
+    two = {name: VARIANTS[name] for name in ("full", "no_pose_deformation")}  # the others only switch flags
+    monkeypatch.setattr(synthetic, "VARIANTS", two)
+    record = run_synthetic_benchmark(body, TINY, log=lambda message: None)
+    assert set(record["variants"]) == set(two)
+    for metrics in [*record["variants"].values(), record["first_avatar"]]:
+        assert {"psnr_heldout", "ssim_heldout", "iou_heldout", "psnr_input_view", "seconds"} <= set(metrics)
+        assert 0.5 < metrics["iou_heldout"] <= 1 and metrics["psnr_heldout"] > 10
+    assert list(record["per_subject"]) == ["ada", "ben"] and record["config"]["subjects"] == 2
+    assert set(record["per_subject"]["ben"]) == {"first_avatar", *two}
