@@ -1,4 +1,4 @@
-"""Command line: `python -m persona make|animate|motions|bench`.
+"""Command line: `python -m persona make|animate|capture|motions|bench`.
 
 User errors (PersonaError) print one line `persona: error: ...` on stderr and exit with code
 2, with no traceback; nothing is written outside the output folder (and the caches).
@@ -97,11 +97,21 @@ def _parser() -> argparse.ArgumentParser:
 
     animate = sub.add_parser("animate", help="animate a saved avatar")
     animate.add_argument("avatar", type=Path, help="avatar.persona")
-    animate.add_argument("--motion", default="walk", help="built-in motion name or a motion file (.npz, .bvh, folder)")
+    animate.add_argument(
+        "--motion", default="walk",
+        help="built-in motion name, a motion file (.npz, .bvh, folder) or a video of a person (.mp4, .mov, .webm, ...: captured first)",
+    )  # fmt: skip
+    animate.add_argument("--side-by-side", action="store_true", help="with a video motion: the video and the avatar side by side")
+    animate.add_argument("--preset", choices=list(PRESETS), default="preview", help="with a video motion: the capture limits")
     animate.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     animate.add_argument("--size", type=int, default=512, help="frame size in pixels")
     animate.add_argument("--body-model", type=Path, default=None, help="SMPL-X avatars: SMPLX_NEUTRAL.npz or its folder")
     animate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+    capture = sub.add_parser("capture", help="motion capture: the motion of the person in a video, as a motion .npz")
+    capture.add_argument("video", type=Path, help="video of one person (.mp4, .mov, .webm, .avi, ...)")
+    capture.add_argument("-o", "--output", type=Path, required=True, help="output motion .npz (the report goes beside it, .json)")
+    capture.add_argument("--preset", choices=list(PRESETS), default="preview", help="limits: frames and seconds of video")
 
     sub.add_parser("motions", help="list the built-in motions")
 
@@ -145,15 +155,42 @@ def _make(args) -> None:
 
 def _animate(args) -> None:
     from persona.avatar.animate import ClipConfig
-    from persona.pipeline import animate_avatar
+    from persona.io.video_reader import is_video_path
+    from persona.pipeline import animate_avatar, animate_from_video
 
     if args.output.suffix.lower() != ".mp4":
         raise PersonaError(f"The output must be an .mp4 file, got '{args.output}'.")
     if not 64 <= args.size <= 2048:
         raise PersonaError("--size must be between 64 and 2048 pixels.")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if is_video_path(args.motion):
+        result = animate_from_video(
+            args.avatar, args.motion, args.output, ClipConfig(size=args.size), args.side_by_side, args.preset, TerminalProgress(), args.body_model
+        )
+        for warning in result.capture.warnings:
+            print(f"note: {warning}")
+        print(result.video)
+        return
+    if args.side_by_side:
+        raise PersonaError("--side-by-side needs a video as the motion (--motion VIDEO).")
     path = animate_avatar(args.avatar, args.motion, args.output, ClipConfig(size=args.size), TerminalProgress(), args.body_model, args.device)
     print(path)
+
+
+def _capture(args) -> None:
+    from persona.pipeline import capture_video
+
+    if args.output.suffix.lower() != ".npz":
+        raise PersonaError(f"The output must be a .npz motion file, got '{args.output}'.")
+    captured = capture_video(args.video, args.output, args.preset, TerminalProgress())
+    r = captured.report
+    print(
+        f"captured {r.frames} frames at {r.fps:g} fps ({r.tracked_frames} tracked) in {r.seconds['total']:.1f} s, "
+        f"keypoint error {r.keypoint_error_px:.1f} px"
+    )
+    for warning in r.warnings:
+        print(f"note: {warning}")
+    print(args.output)
 
 
 def _motions(args) -> None:
@@ -168,7 +205,7 @@ def _motions(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    if args.command in ("make", "animate", "bench"):
+    if args.command in ("make", "animate", "bench", "capture"):
         from persona.avatar.rasterizer import tune_cpu_allocator
 
         tune_cpu_allocator()  # this process renders thousands of times: keep freed memory
@@ -178,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                 _make(args)
             elif args.command == "animate":
                 _animate(args)
+            elif args.command == "capture":
+                _capture(args)
             elif args.command == "motions":
                 _motions(args)
             elif args.command == "bench" and args.target == "synthetic":

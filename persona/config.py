@@ -11,7 +11,10 @@ from persona.avatar.texture import TextureConfig
 from persona.avatar.train import AvatarConfig
 from persona.body.weight_field import WeightFieldConfig
 from persona.generate.generator import GenerateConfig
+from persona.generate.motion_capture import CaptureConfig
+from persona.io.video_reader import VideoLimits
 from persona.perceive.fit import FitConfig
+from persona.perceive.fit_motion import MotionFitConfig
 from persona.perceive.person import PerceiveConfig
 
 
@@ -34,6 +37,7 @@ class Preset:
     clip: ClipConfig = field(default_factory=ClipConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     persona: PersonaConfig = field(default_factory=PersonaConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)  # motion capture of a driving video
 
 
 PRESETS: dict[str, Preset] = {
@@ -47,6 +51,7 @@ PRESETS: dict[str, Preset] = {
             iterations=60, deform=DeformConfig(triplane_channels=8, triplane_resolution=32, hidden=64),
             skinning=WeightFieldConfig(resolution=40),
         ),
+        capture=CaptureConfig(VideoLimits(max_frames=300, max_seconds=20.0)),
     ),
     "standard": Preset(
         "standard",
@@ -55,6 +60,7 @@ PRESETS: dict[str, Preset] = {
         clip=ClipConfig(size=512, turntable_frames=72),
         generate=GenerateConfig(frames_per_motion=24, resolution=384),
         persona=PersonaConfig(iterations=400),
+        capture=CaptureConfig(VideoLimits(max_frames=600, max_seconds=30.0)),
     ),
     "high": Preset(
         "high",
@@ -65,6 +71,10 @@ PRESETS: dict[str, Preset] = {
         generate=GenerateConfig(motions=("walk", "dance", "jump", "wave"), frames_per_motion=36, resolution=512),
         persona=PersonaConfig(
             iterations=1200, deform=DeformConfig(triplane_channels=32, triplane_resolution=128), skinning=WeightFieldConfig(resolution=96)
+        ),
+        capture=CaptureConfig(
+            VideoLimits(max_frames=1800, max_seconds=60.0, max_pixels=3840 * 2160),
+            fit=MotionFitConfig(global_steps=80, steps=300, contact_steps=100),
         ),
     ),
 }

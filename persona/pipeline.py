@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import persona
-from persona.avatar.animate import ClipConfig, render_motion, render_turntable
+from persona.avatar.animate import ClipConfig, render_motion, render_motion_from, render_turntable, side_by_side
 from persona.avatar.losses import iou, psnr
 from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
 from persona.avatar.optimize import PersonaStats, optimize_persona
@@ -35,12 +35,14 @@ from persona.camera import Camera
 from persona.config import Preset, get_preset
 from persona.errors import PersonaError
 from persona.generate.generator import GenerationInputs, generate_training_set
+from persona.generate.motion_capture import CaptureConfig, CaptureReport, CapturedMotion, capture_motion, save_capture
 from persona.generate.motions import get_motion
 from persona.generate.training_set import TrainingFrame, TrainingSet
 from persona.io import atomic_write
 from persona.io.image import ImageSource, LoadedImage, load_image
 from persona.io.package import read_package
 from persona.io.ply import read_gaussian_ply, write_gaussian_ply
+from persona.io.video_reader import is_video_path, read_video
 from persona.io.video import write_png_rgba, write_video
 from persona.perceive.fit import BodyFit, fit_body
 from persona.perceive.keypoints import COCO23_FIT_WEIGHTS, mediapipe_to_coco23
@@ -403,12 +405,62 @@ def animate_avatar(
 ) -> Path:
     """Render a saved avatar performing a motion into an MP4 at `output`. The body model is the
     one the avatar was made on; an SMPL-X avatar needs `body_model` (the SMPL-X model file).
-    device: auto | cpu | cuda, where the posing and rendering run."""
+    device: auto | cpu | cuda, where the posing and rendering run (a video motion: on the CPU)."""
+    if is_video_path(motion_name):
+        return animate_from_video(package, motion_name, output, clip, progress=progress, body_model=body_model).video
     motion = get_motion(motion_name)
     body = load_body(package_body_name(package), body_model, str(resolve_device(device)))
     avatar = load_avatar(package, body)
     rig = AvatarRig(body, avatar)
     return write_video(output, render_motion(avatar, rig, motion, clip, progress), round(motion.fps))
+
+
+def capture_video(
+    video: str | Path, output: str | Path | None = None, preset: str = "preview", progress: Progress | None = None
+) -> CapturedMotion:
+    """Motion capture of a driving video with the preset's limits (`CaptureConfig`); with
+    `output` (.npz), the motion and its cameras are saved there and the report beside it
+    (`<output>.json`)."""
+    captured = capture_motion(video, load_body("anny"), get_preset(preset).capture, progress)
+    if output is not None:
+        output = Path(output)
+        save_capture(captured, output)
+        with atomic_write(output.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(asdict(captured.report), indent=2))
+    return captured
+
+
+@dataclass
+class VideoAnimation:
+    video: Path  # the clip written
+    capture: CaptureReport  # what the motion capture found (warnings included)
+
+
+def animate_from_video(
+    package: str | Path | bytes,
+    video: str | Path,
+    output: str | Path,
+    clip: ClipConfig = ClipConfig(),
+    side: bool = False,
+    preset: str = "preview",
+    progress: Progress | None = None,
+    body_model: str | None = None,
+) -> VideoAnimation:
+    """Capture the motion of the person in `video` and render the saved avatar performing it,
+    seen from the video's viewpoint, `clip.size` pixels on the longer side; with `side`, the
+    driving video and the avatar side by side."""
+    say = progress or (lambda f, m: None)
+    limits = get_preset(preset).capture.limits
+    source = read_video(video, limits)
+    captured = capture_motion(source, load_body("anny"), get_preset(preset).capture, lambda f, m: say(0.6 * f, m))
+    body = load_body(package_body_name(package), body_model)
+    avatar = load_avatar(package, body)
+    rig = AvatarRig(body, avatar)
+    frames = render_motion_from(avatar, rig, captured.motion, captured.cameras, clip.size, lambda f, m: say(0.6 + 0.4 * f, m))
+    if side:
+        frames = side_by_side(iter(source.frames), frames)
+    path = write_video(output, frames, max(1, round(source.fps)))
+    return VideoAnimation(path, captured.report)
 
 
 def subject_preview(subject: Subject, body: BodyModel, body_opacity: float = 0.5) -> np.ndarray:

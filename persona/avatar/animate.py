@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -59,6 +59,40 @@ def render_motion(
             yield to_uint8(render_gaussians(avatar, means, camera, white).features)
             if progress is not None:
                 progress((i + 1) / poses.batch, f"rendering '{motion.name}' ({i + 1}/{poses.batch})")
+
+
+def render_motion_from(
+    avatar: GaussianAvatar,
+    rig: AvatarRig,
+    motion: Motion,
+    cameras: list[Camera],
+    size: int,
+    progress: Callable[[float, str], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Frames (H, W, 3) uint8 of the avatar performing `motion` on white, frame f seen by
+    `cameras[f]` (e.g. a captured video's viewpoint), scaled so the longer side is `size`."""
+    poses = motion.to_pose(rig.body)
+    assert len(cameras) == poses.batch, (len(cameras), poses.batch)
+    white = torch.ones(3)
+    with torch.no_grad():
+        for i in range(poses.batch):
+            camera = cameras[i].scaled(size / max(cameras[i].width, cameras[i].height))
+            means = rig.posed_means(avatar, poses.index(i))[0]
+            yield to_uint8(render_gaussians(avatar, means, camera, white).features)
+            if progress is not None:
+                progress((i + 1) / poses.batch, f"rendering '{motion.name}' ({i + 1}/{poses.batch})")
+
+
+def side_by_side(left: Iterable[np.ndarray], right: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pairs of frames (H, W, 3) uint8 -> one frame each, `left` resized to the height of
+    `right` and put beside it (e.g. the driving video and the animated avatar)."""
+    from PIL import Image
+
+    for a, b in zip(left, right):
+        h = b.shape[0]
+        w = max(2, round(a.shape[1] * h / a.shape[0]))
+        a = np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.BILINEAR))
+        yield np.concatenate([a, b], 1)
 
 
 def render_turntable(

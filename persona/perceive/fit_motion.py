@@ -222,8 +222,9 @@ def _person_heights(keypoints: np.ndarray) -> torch.Tensor:
     """(F, K, 3) -> (F,) the person's height in pixels per frame (extent of the confident
     keypoints, nose to feet, grown by 10% for the top of the head), smoothed over time."""
     conf = keypoints[..., 2] >= 0.3
-    ys = np.where(conf, keypoints[..., 1], np.nan)
-    extent = np.nan_to_num(np.nanmax(ys, 1) - np.nanmin(ys, 1), nan=0.0) * 1.1
+    top = np.where(conf, keypoints[..., 1], np.inf).min(1)
+    bottom = np.where(conf, keypoints[..., 1], -np.inf).max(1)
+    extent = np.where(conf.any(1), bottom - top, 0.0) * 1.1
     extent = np.maximum(extent, np.median(extent) * 0.5)
     return torch.from_numpy(np.maximum(extent, 1.0)).float()
 

@@ -1,8 +1,13 @@
-"""Synthetic driving videos with a known motion, for the motion-capture test and benchmark.
+"""Driving videos with a known motion, and the errors of a capture against it (the
+motion-capture test and benchmark).
 
 The person is the avatar of the example photo (its texture projected from
 examples/person_half.png onto the real anny body, 13,718 Gaussians), rendered by the
 reference rasterizer in known poses, so mediapipe sees a textured, person-like figure.
+Errors: `segment_errors` (bone directions of the eight limb segments, degrees; also the
+geodesic angle of the joints' world rotations, which includes the twist about the bone that
+keypoints cannot see) and `foot_sliding` (how far a foot that stands still in the truth moves
+in the capture).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import roma
 import torch
 
 from persona.avatar.model import AvatarRig, GaussianAvatar, render_gaussians
@@ -22,7 +28,7 @@ from persona.perceive.fit import photo_camera
 from persona.perceive.fit_motion import KeypointRig
 from persona.perceive.keypoints import COCO23
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "person_half.png"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "person_half.png"
 
 
 def textured_avatar(body: BodyModel) -> GaussianAvatar:
@@ -97,3 +103,56 @@ def render_clip(body: BodyModel, avatar: GaussianAvatar, poses: BodyPose, camera
 
 def clip_camera(width: int = 480, height: int = 640) -> Camera:
     return photo_camera(width, height, 50.0)
+
+
+LIMBS = {
+    "upperleg01.L": "lowerleg01.L", "upperleg01.R": "lowerleg01.R", "lowerleg01.L": "foot.L", "lowerleg01.R": "foot.R",
+    "upperarm01.L": "lowerarm01.L", "upperarm01.R": "lowerarm01.R", "lowerarm01.L": "wrist.L", "lowerarm01.R": "wrist.R",
+}  # fmt: skip
+
+
+def _world(body: BodyModel, pose: BodyPose):
+    """World rotations (F, J, 3, 3) and joint positions (F, J, 3) of the average body."""
+    from persona.generate.retarget import body_skeleton, forward_kinematics
+
+    sk = body_skeleton(body)
+    local = roma.rotvec_to_rotmat(pose.joint_rotations)
+    return forward_kinematics(sk, local, roma.rotvec_to_rotmat(pose.global_orient), sk.joints[0] + pose.translation)
+
+
+def segment_errors(body: BodyModel, truth: BodyPose, estimate: BodyPose) -> dict[str, dict[str, float]]:
+    """Per limb joint (`LIMBS`), mean over frames, degrees: `direction`, the angle between the
+    true and estimated bone directions (joint -> child joint) in the camera's world;
+    `geodesic`, the angle between the joints' world rotations (twist included)."""
+    with torch.no_grad():
+        G_t, P_t = _world(body, truth)
+        G_e, P_e = _world(body, estimate)
+    out: dict[str, dict[str, float]] = {"direction": {}, "geodesic": {}}
+    for joint, child in LIMBS.items():
+        j, c = body.joint_index(joint), body.joint_index(child)
+        d_t = torch.nn.functional.normalize(P_t[:, c] - P_t[:, j], dim=-1)
+        d_e = torch.nn.functional.normalize(P_e[:, c] - P_e[:, j], dim=-1)
+        out["direction"][joint] = float(torch.acos((d_t * d_e).sum(-1).clamp(-1, 1)).rad2deg().mean())
+        out["geodesic"][joint] = float(roma.rotmat_geodesic_distance(G_t[:, j], G_e[:, j]).rad2deg().mean())
+    return out
+
+
+def foot_sliding(body: BodyModel, truth: BodyPose, estimate: BodyPose, still_m: float = 0.002) -> dict[str, float]:
+    """How far the captured feet move while the true ones stand still (a foot's heel and big-toe
+    keypoints moving less than `still_m` metres between two frames), centimetres per frame:
+    `mean`, `p95`, and the true feet's own `truth_mean` for scale."""
+    rig = KeypointRig(body)
+    with torch.no_grad():
+        k_t, k_e = rig.keypoints(truth), rig.keypoints(estimate)
+    steps_t, steps_e = [], []
+    for side in ("left", "right"):
+        index = [COCO23.index(f"{side}_heel"), COCO23.index(f"{side}_big_toe")]
+        t = k_t[:, index].mean(1)
+        e = k_e[:, index].mean(1)
+        move_t = (t[1:] - t[:-1]).norm(dim=-1)
+        move_e = (e[1:] - e[:-1]).norm(dim=-1)
+        still = move_t < still_m
+        steps_t.append(move_t[still])
+        steps_e.append(move_e[still])
+    e = torch.cat(steps_e) * 100
+    return {"mean": float(e.mean()), "p95": float(torch.quantile(e, 0.95)), "truth_mean": float(torch.cat(steps_t).mean() * 100), "frames": int(len(e))}
