@@ -6,7 +6,9 @@ Tabs: **Make** (photo -> person and body-fit check -> avatar, clips, files, repo
 Stable API endpoints (see the README, "The app and its API"):
 - `/make_avatar(photo, preset, motion, seed, motion_file=None)` -> animation video, turntable
   video, avatar.ply, avatar.persona, report (JSON).
-- `/animate(avatar, motion, motion_file=None, size=384)` -> video. `avatar=None` reuses the
+- `/animate(avatar, motion, motion_file=None, size=384, video=None, side_by_side=False)` -> video;
+  with `video`, the motion of the person in it (captured on the CPU, preview limits: 300
+  frames, 20 s), optionally side by side with the video. `avatar=None` reuses the
   avatar made last in the same session.
 - `/check_photo(photo, preset)` -> image of the person and body fit found, summary (JSON):
   a quick CPU-only check before spending GPU time.
@@ -60,6 +62,7 @@ from persona.pipeline import (
     MakeOptions,
     PreparedSubject,
     animate_avatar,
+    animate_from_video,
     finish_avatar,
     prepare_subject,
     subject_preview,
@@ -417,11 +420,14 @@ def animate(
     motion_file: str | None = None,
     size: float = 384,
     last_package: str | None = None,
+    video: str | None = None,
+    side_by_side: bool = False,
     request: gr.Request = None,
     progress=gr.Progress(track_tqdm=True),
 ):
     """API /animate: a saved avatar.persona (or, with avatar=None, the one made last in this
-    session) performing a built-in motion or a motion file (.npz, .bvh) -> video."""
+    session) performing a built-in motion, a motion file (.npz, .bvh) or the motion of the
+    person in a video (captured first; `side_by_side` puts the video beside the avatar) -> video."""
     package = avatar or (last_package if last_package and Path(last_package).is_file() else None)
     if package is None:
         raise gr.Error("Upload an avatar.persona file, or make an avatar first in the Make tab.", print_exception=False)
@@ -431,6 +437,14 @@ def animate(
         raise gr.Error(f"The video size must be a number of pixels, not {str(size)[:40]!r}.", print_exception=False) from None
     if not 128 <= size <= 1024:
         raise gr.Error(f"The video size must be between 128 and 1024 pixels, not {size}.", print_exception=False)
+    if video:
+        # Motion capture (mediapipe and the body fit) is CPU work: it runs here, with the
+        # preview preset's limits (at most 300 frames, 20 s), then the clip is rendered.
+        with job_folder(request, "clip") as folder, user_errors("capturing the motion of the video"):
+            return str(animate_from_video(
+                str(package), video, folder / f"animation-{Path(video).stem[:40]}.mp4", ClipConfig(size=size),
+                bool(side_by_side), "preview", reporter(progress),
+            ).video)  # fmt: skip
     motion = motion_file or motion or "walk"
     name = check_motion(motion, size)
     with job_folder(request, "clip") as folder:
@@ -545,6 +559,12 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
                 with gr.Accordion("Advanced settings", open=False):
                     animate_motion_file = gr.File(label=MOTION_FILE_LABEL, file_types=MOTION_FILE_TYPES, height=90)
                     size = gr.Slider(128, 1024, value=384, step=64, label="Video size (pixels)")
+                with gr.Accordion("Motion from a video", open=False):
+                    driving_video = gr.Video(
+                        label="A video of one person (up to 20 s): their motion replaces the one above",
+                        sources=["upload"], elem_id="driving-video",
+                    )  # fmt: skip
+                    side = gr.Checkbox(False, label="The video and the avatar side by side")
                 animate_button = gr.Button("Animate", variant="primary", elem_id="animate-button")
             with gr.Column():
                 animate_video = gr.Video(label="New clip", autoplay=True, loop=True, elem_id="animate-video")
@@ -580,7 +600,7 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
         api_name="check_photo", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
     animate_button.click(
-        animate, [avatar_file, animate_motion, animate_motion_file, size, last_package], [animate_video],
+        animate, [avatar_file, animate_motion, animate_motion_file, size, last_package, driving_video, side], [animate_video],
         api_name="animate", concurrency_id="animate", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
     demo.unload(end_session)

@@ -35,7 +35,7 @@ from persona.camera import Camera
 from persona.config import Preset, get_preset
 from persona.errors import PersonaError
 from persona.generate.generator import GenerationInputs, generate_training_set
-from persona.generate.motion_capture import CaptureConfig, CaptureReport, CapturedMotion, capture_motion, save_capture
+from persona.generate.motion_capture import CaptureReport, CapturedMotion, capture_motion, save_capture
 from persona.generate.motions import get_motion
 from persona.generate.training_set import TrainingFrame, TrainingSet
 from persona.io import atomic_write

@@ -288,6 +288,28 @@ def test_request_limits_on_frames_and_size(app, tmp_path, small_avatar, motion_f
     client.close()
 
 
+def test_a_driving_video_without_a_person_gets_the_projects_message(app, tmp_path, small_avatar):
+    """/animate with a video as the motion: the upload reaches the motion capture, whose
+    refusal comes back as the one-line message (the capture itself is tested on a rendered
+    person in test_motion_capture.py)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from persona.io.video import write_video
+
+    frames = (np.random.default_rng(0).random((6, 128, 128, 3)) * 60 + 100).astype(np.uint8)
+    video = write_video(tmp_path / "nobody.mp4", frames, 24)
+    client = Client(app.url, download_files=str(tmp_path / "downloads"), verbose=False)
+    with pytest.raises(AppError) as info:
+        client.predict(
+            handle_file(str(small_avatar)), "jump", None, 128, {"video": handle_file(str(video))}, True, api_name="/animate"
+        )
+    assert_projects_message(info, "No person was found in the video")
+    folder = session_folder(app.temp_dir, client)
+    assert not folder.exists() or not list(folder.glob("clip/*")), "a failed clip left its job folder"
+    client.close()
+
+
 def test_an_upload_over_the_size_limit_is_refused(app, tmp_path):
     """gradio_client refuses it before sending (it reads the limit from the app's config), and
     the server refuses a raw upload over the limit (HTTP 413) without keeping it."""

@@ -19,7 +19,6 @@ from persona.generate.motions import get_motion
 from persona.io.video import read_video_frames, write_video
 from persona.io.video_reader import VideoLimits, read_video
 from persona.perceive.fit_motion import KeypointRig, bone_transforms_check
-from persona.perceive.keypoints import COCO23
 from persona.pipeline import animate_from_video, capture_video
 
 FRAMES, FPS = 48, 24.0
