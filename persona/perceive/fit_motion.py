@@ -96,11 +96,12 @@ class KeypointRig:
         self.parents = [-1] + [owner[body.parents[j]] for j in kept[1:]]
         with torch.no_grad():
             zero = body.forward(body.default_shape[None], BodyPose.zeros(1, body.num_joints)).vertices[0]  # (V, 3)
-        weights = body.keypoint_regressor[:, :, None] * body.skin_weights[None]  # (K, V, J)
         merge = torch.zeros(body.num_joints, len(kept))
         merge[torch.arange(body.num_joints), torch.tensor(owner)] = 1.0
-        self.point = torch.einsum("kvj,vd,jc->kcd", weights, zero, merge)  # (K, C, 3)
-        self.weight = weights.sum(1) @ merge  # (K, C)
+        weights = body.skin_weights @ merge  # (V, C)
+        regressor = body.keypoint_regressor  # (K, V)
+        self.point = (regressor @ (weights[:, :, None] * zero[:, None, :]).reshape(len(zero), -1)).reshape(len(regressor), len(kept), 3)
+        self.weight = regressor @ weights  # (K, C)
         self.joints = self.skeleton.joints[self.kept]  # (C, 3) zero-pose centres
 
     def keypoints(self, pose: BodyPose) -> torch.Tensor:
@@ -133,7 +134,19 @@ def fit_motion(
 
     keypoints: (F, 23, 3) COCO-23 pixels and confidence; world: (F, 23, 3) metres, project
     axes, hip-centred (mediapipe's world landmarks); size: width, height of the frames;
-    fps: the frames' rate (for the contact speed)."""
+    fps: the frames' rate (for the contact speed).
+
+    Runs on one intra-op thread (restored afterwards): its tensors are small, and on a busy
+    2-core machine a second thread made each step about 4x slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_motion(body, keypoints, world, size, fps, config, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_motion(body, keypoints, world, size, fps, config, log) -> MotionFit:
     start = time.perf_counter()
     F = keypoints.shape[0]
     W, H = size
