@@ -10,7 +10,7 @@ from persona.avatar.sampling import BalancedSampler
 from persona.avatar.train import AvatarConfig, initial_avatar
 from persona.body.model import BodyPose
 from persona.body.regions import dominant_joints, joint_hops, joint_parts, pose_input_mask, rigid_points
-from persona.body.weight_field import WeightFieldConfig, build_weight_field, collapse_to_joints
+from persona.body.weight_field import WeightFieldConfig, blended_skin_weights, build_weight_field, collapse_to_joints, distance_blend
 
 TINY = DeformConfig(triplane_channels=4, triplane_resolution=8, hidden=16, hidden_layers=2, groups=4)
 
@@ -148,6 +148,53 @@ def test_diffused_weights_sum_to_one_and_equal_the_bodys_on_the_surface(body):
     assert torch.allclose(grid_sums, torch.ones_like(grid_sums), atol=2e-3)
 
 
+def test_distance_blend_keeps_the_bodys_weights_at_the_skin_and_the_fields_far_away(body):
+    rest, joints, field = _field(body)
+    surface = field.sample(rest)
+    assert torch.allclose(distance_blend(torch.tensor([0.0, 0.02, 0.035, 0.05, 0.2]), 0.02, 0.05), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), atol=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.nn.functional.normalize(torch.randn(rest.shape, generator=generator), dim=-1)
+    blend = lambda x: blended_skin_weights(field, body.skin_weights, surface, rest, x, 0.02, 0.05)  # noqa: E731
+    assert torch.allclose(blend(rest), body.skin_weights, atol=1e-6)  # on the skin
+    assert torch.allclose(blend(rest + 0.015 * direction), body.skin_weights, atol=1e-6)  # within `near`
+    far = rest + 0.08 * direction
+    assert torch.allclose(blend(far), field.skin_weights(body.skin_weights, surface, far), atol=1e-6)  # beyond `far`
+    for d in (0.03, 0.04, 0.08):
+        w = blend(rest + d * direction)
+        assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(len(rest)), atol=1e-5)
+    middle = rest + 0.035 * direction  # half of each
+    expected = (body.skin_weights + field.skin_weights(body.skin_weights, surface, middle)) / 2
+    assert torch.allclose(blend(middle), expected, atol=1e-4)
+    x = (rest + 0.035 * direction).requires_grad_(True)  # differentiable, also at the skin
+    (blend(x) * torch.arange(body.num_joints)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    y = rest.clone().requires_grad_(True)
+    blend(y).sum().backward()
+    assert torch.isfinite(y.grad).all()
+
+
+def test_masked_diffused_weights_keep_a_leg_point_off_the_arms(body):
+    """With the kinematic mask (joints within 4 bones of the dominant joint), a thigh point
+    moved towards the hand hanging beside it takes none of the arm's weight; the weights still
+    sum to one and equal the body's on the surface."""
+    rest, joints, field = _field(body)
+    surface = field.sample(rest)
+    mask = torch.zeros(len(rest), body.num_joints)
+    mask[:, joints] = pose_input_mask(body, body.skin_weights, joints, 4)
+    assert torch.allclose(field.skin_weights(body.skin_weights, surface, rest, mask), body.skin_weights, atol=1e-6)
+    arm = [i for i, j in enumerate(body.joint_names) if any(k in j for k in ("clavicle", "shoulder", "arm", "wrist", "finger", "metacarpal"))]
+    dominant = dominant_joints(body.skin_weights)
+    thigh = (dominant == body.joint_index("upperleg01.L")) & (body.skin_weights[:, arm].sum(-1) == 0)
+    kp = body.keypoints_from_vertices(rest[None])[0]
+    wrist = kp[body.keypoint_names.index("left_wrist")]
+    moved = rest[thigh] + 0.1 * torch.nn.functional.normalize(wrist - rest[thigh], dim=-1)
+    free = field.skin_weights(body.skin_weights[thigh], surface[thigh], moved)
+    masked = field.skin_weights(body.skin_weights[thigh], surface[thigh], moved, mask[thigh])
+    assert free[:, arm].sum(-1).max() > 0.01  # unmasked, the field reaches the arm
+    assert masked[:, arm].abs().max() < 1e-6
+    assert (masked >= 0).all() and torch.allclose(masked.sum(-1), torch.ones(int(thigh.sum())), atol=1e-5)
+
+
 def test_diffused_weights_are_smooth_between_the_legs(body):
     """A point midway between the knees mixes both legs' weights (the body's nearest vertex
     would give all of it to one leg)."""
@@ -225,6 +272,36 @@ def test_a_deformed_avatar_round_trips_through_its_package(body, tmp_path):
     assert (a - rest).abs().max() > 1e-3  # the deformation does move the Gaussians
 
 
+def test_a_deformed_avatar_without_diffused_skinning_round_trips_and_skins_with_the_bodys_weights(body, tmp_path):
+    from dataclasses import replace
+
+    from persona.avatar.storage import load_avatar, save_avatar
+
+    avatar = replace(_deformed_avatar(body), skinning=None)
+    loaded = load_avatar(save_avatar(tmp_path / "a.persona", avatar, {}), body)
+    assert loaded.deformer is not None and loaded.skinning is None
+    pose = BodyPose.zeros(1, body.num_joints)
+    pose.joint_rotations[0, body.joint_index("upperarm01.L"), 2] = 0.8
+    rig = AvatarRig(body, loaded)
+    assert rig.deformation.field is None
+    canonical = rig.rest_points + rig.pose_offsets(loaded.deformer, pose)[0]
+    transforms = body.forward(body.default_shape[None], pose).bone_transforms
+    assert torch.allclose(rig.posed_means(loaded, pose), blend_points(rig.weights, transforms, canonical), atol=1e-6)
+
+
+def test_packages_from_before_the_distance_blend_use_the_field_everywhere(body, tmp_path):
+    import json
+
+    from persona.avatar.storage import avatar_tensors, load_avatar
+    from persona.io.package import write_package
+
+    avatar = _deformed_avatar(body)
+    old = {k: v for k, v in WeightFieldConfig(resolution=16).__dict__.items() if k not in ("near", "far")}
+    deformation = {"deform": {**TINY.__dict__}, "skinning": old, "pose_joints": list(body.fit_joints)}
+    path = write_package(tmp_path / "old.persona", json.loads(json.dumps({"body_model": "anny", "deformation": deformation})), avatar_tensors(avatar))
+    assert load_avatar(path, body).skinning == WeightFieldConfig(resolution=16, near=0.0, far=0.0)
+
+
 def replace_deformer_none(avatar):
     from dataclasses import replace
 
@@ -292,3 +369,5 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()) and metrics["iou_heldout"] > 0.5
     plain, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, pose_deformation=False))
     assert plain.deformer is None
+    rigid, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, diffused_skinning=False))
+    assert rigid.deformer is not None and rigid.skinning is None

@@ -7,8 +7,9 @@ from the vertices of its triangle.
 
 An avatar optimised on generated frames (`persona.avatar.optimize`) also has a pose-driven
 deformation (`persona.avatar.deform`): a pose-dependent canonical offset per Gaussian, and
-skinning weights from the diffused weight field at the offset position. `AvatarRig.posed_means`
-poses either kind.
+skinning weights from the diffused weight field at the offset position (blended with the body's
+own weights near the skin; or the body's alone when diffused skinning is off).
+`AvatarRig.posed_means` poses either kind.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from persona.avatar.renderer import render
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import pose_input_mask, rigid_points
-from persona.body.weight_field import WeightField, WeightFieldConfig, build_weight_field
+from persona.body.weight_field import WeightField, WeightFieldConfig, blended_skin_weights, build_weight_field
 from persona.camera import Camera
 
 OPACITY = 0.99  # fixed, as in PERSONA (opacity 1, no densification)
@@ -38,7 +39,8 @@ class GaussianAvatar:
     colors: (N, 3) RGB in [0, 1];
     photo_pose / photo_camera: the body pose (batch 1) and camera of the input photo.
     deformer: the pose-driven deformation (None: offsets are static, weights the body's);
-    skinning: the diffused weight field's settings (with a deformer);
+    skinning: the diffused weight field's settings (with a deformer; None: the deformed points
+    skin with the body's weights at their surface points);
     pose_joints: names of the P joints whose rotations drive the deformer.
     """
 
@@ -74,17 +76,30 @@ class GaussianAvatar:
 class DeformationRig:
     """The body-dependent constants of a pose-driven deformation.
 
-    field: the diffused weight field; surface_field: (N, J) the field at the rest points;
+    field: the diffused weight field (None without diffused skinning); surface_field: (N, J)
+    the field at the rest points; near / far: its distance blend (`blended_skin_weights`);
+    skin_mask: (N, J) the joints whose field a point may take, those within `hops` bones of its
+    dominant joint as for the pose input (in the A-pose the hands hang beside the hips, and
+    there the field gives a skirt the arms' weights: 0.7 dB held-out on the skirt subject);
     pose_joint_index: (P,) joints driving the deformer; pose_mask: (N, P) the joints each
     point sees (within `hops` bones of its dominant joint); movable: (N,) 0 on rigid points.
     """
 
     def __init__(self, body: BodyModel, rest_vertices: torch.Tensor, rest_points: torch.Tensor, weights: torch.Tensor,
-                 pose_joints: tuple[str, ...], skinning: WeightFieldConfig, hops: int):  # fmt: skip
+                 pose_joints: tuple[str, ...], skinning: WeightFieldConfig | None, hops: int):  # fmt: skip
         self.pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=rest_points.device)
         root = [j for j, p in enumerate(body.parents) if p < 0]
-        self.field: WeightField = build_weight_field(rest_vertices, body.skin_weights, body.parents, root + self.pose_joint_index.tolist(), skinning)
-        self.surface_field = self.field.sample(rest_points)
+        self.field: WeightField | None = None
+        self.surface_field: torch.Tensor | None = None
+        self.near = self.far = 0.0
+        self.skin_mask: torch.Tensor | None = None
+        if skinning is not None:
+            self.field = build_weight_field(rest_vertices, body.skin_weights, body.parents, root + self.pose_joint_index.tolist(), skinning)
+            self.surface_field = self.field.sample(rest_points)
+            self.near, self.far = skinning.near, skinning.far
+            channels = pose_input_mask(body, weights, self.field.joints.tolist(), hops)  # (N, C)
+            joints = self.field.joints.to(weights.device)
+            self.skin_mask = torch.zeros(len(weights), body.num_joints, device=weights.device).index_copy_(1, joints, channels)
         self.pose_mask = pose_input_mask(body, weights, self.pose_joint_index.tolist(), hops)
         self.movable = (~rigid_points(body, weights, rest_points)).float()
 
@@ -99,7 +114,8 @@ class AvatarRig:
     def __init__(self, body: BodyModel, avatar: GaussianAvatar, pose_joints: tuple[str, ...] = (),
                  skinning: WeightFieldConfig | None = None, hops: int = 4):  # fmt: skip
         """pose_joints / skinning / hops: build the deformation constants for an avatar that is
-        about to get a deformer (taken from the avatar when it has one)."""
+        about to get a deformer (taken from the avatar when it has one); skinning None: no
+        diffused skinning."""
         self.body = body
         self.shape = avatar.shape
         self.posing = body.posing(avatar.shape[None])  # pose -> bone transforms (B, J, 4, 4)
@@ -111,7 +127,7 @@ class AvatarRig:
         if avatar.deformer is not None:
             pose_joints, skinning, hops = avatar.pose_joints, avatar.skinning, avatar.deformer.config.hops
         if pose_joints:
-            self.deformation = DeformationRig(body, rest, self.rest_points, self.weights, pose_joints, skinning or WeightFieldConfig(), hops)
+            self.deformation = DeformationRig(body, rest, self.rest_points, self.weights, pose_joints, skinning, hops)
 
     def pose_offsets(self, deformer: PoseDeformer, pose: BodyPose) -> torch.Tensor:
         """(B, N, 3) the deformer's canonical offsets for each pose of the batch."""
@@ -143,11 +159,15 @@ class AvatarRig:
 
     def skin_deformed(self, canonical: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         """canonical: (B, N, 3) deformed canonical centres; transforms: (B, J, 4, 4) -> (B, N, 3)
-        posed with the diffused weights at each centre."""
+        posed with the diffused weights at each centre (blended with the body's near the skin;
+        the body's alone without a field)."""
         d = self.deformation
         out = []
         for b in range(canonical.shape[0]):
-            weights = d.field.skin_weights(self.weights, d.surface_field, canonical[b])
+            if d.field is None:
+                weights = self.weights
+            else:
+                weights = blended_skin_weights(d.field, self.weights, d.surface_field, self.rest_points, canonical[b], d.near, d.far, d.skin_mask)
             out.append(blend_points(weights, transforms[b : b + 1], canonical[b])[0])
         return torch.stack(out)
 

@@ -2,7 +2,8 @@
 
 Starting from the first avatar (Gaussians on the body, optimised on the photo alone), it adds a
 pose-driven deformation (`persona.avatar.deform`) with diffused skinning
-(`persona.body.weight_field`) and optimises everything on a `TrainingSet` (DESIGN.md §1.3):
+(`persona.body.weight_field`: the body's weights near the skin, the field's far from it,
+restricted to joints near the point's own) and optimises everything on a `TrainingSet` (DESIGN.md §1.3):
 
 - Balanced sampling (`persona.avatar.sampling`): the photo as often as all generated frames.
 - Geometry-weighted losses. On a generated frame, the geometry terms (mask; part segmentation
@@ -62,6 +63,10 @@ class PersonaConfig:
     balanced_sampling: bool = True
     geometry_weighting: bool = True  # False: every term at weight 1 on every frame
     pose_deformation: bool = True
+    # Skin the deformed points with the diffused weight field (blended in away from the skin,
+    # `persona.body.weight_field.blended_skin_weights`); False: the body's weights at each
+    # Gaussian's surface point. Only with the deformation.
+    diffused_skinning: bool = True
     refine_poses: bool = True
     deform: DeformConfig = field(default_factory=DeformConfig)
     skinning: WeightFieldConfig = field(default_factory=WeightFieldConfig)
@@ -204,8 +209,9 @@ def optimize_persona(
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     pose_joints = tuple(body.fit_joints)
-    # The weight field is built only when the deformation (and with it diffused skinning) is on.
-    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), config.skinning, config.deform.hops)
+    # The weight field is built only when the deformation and diffused skinning are on.
+    skinning = config.skinning if config.pose_deformation and config.diffused_skinning else None
+    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), skinning, config.deform.hops)
     device = avatar.offsets.device
     pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=device)
     frames = training_set.frames
@@ -332,7 +338,7 @@ def optimize_persona(
         log_scales=log_scales.detach(),
         colors=torch.sigmoid(color_logits).detach(),
         deformer=deformer,
-        skinning=config.skinning if deformer is not None else None,
+        skinning=skinning,
         pose_joints=pose_joints if deformer is not None else (),
     )
     return trained, stats

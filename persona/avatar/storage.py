@@ -48,7 +48,11 @@ AVATAR_SCHEMA = PackageSchema(
 _DEFORM_LIMITS = {
     "triplane_channels": (1, 64), "triplane_resolution": (2, 512), "hidden": (4, 1024), "hidden_layers": (1, 8),
     "groups": (1, 64), "hops": (0, 64), "resolution": (4, 128), "iterations": (0, 1000), "levels": (1, 6), "stencil": (0, 8),
+    "near": (0.0, 1.0), "far": (0.0, 1.0),
 }  # fmt: skip
+# Settings that packages written before they existed lack, with the values that reproduce them
+# (diffused weights everywhere, no distance blend).
+_LEGACY_SETTINGS = {"near": 0.0, "far": 0.0}
 
 
 def avatar_tensors(avatar: GaussianAvatar) -> dict[str, torch.Tensor]:
@@ -82,7 +86,7 @@ def save_avatar(path: str | os.PathLike, avatar: GaussianAvatar, manifest: dict[
     if avatar.deformer is not None:
         record["deformation"] = {
             "deform": asdict(avatar.deformer.config),
-            "skinning": asdict(avatar.skinning or WeightFieldConfig()),
+            "skinning": None if avatar.skinning is None else asdict(avatar.skinning),
             "pose_joints": list(avatar.pose_joints),
         }
     return write_package(path, record, avatar_tensors(avatar))
@@ -90,7 +94,10 @@ def save_avatar(path: str | os.PathLike, avatar: GaussianAvatar, manifest: dict[
 
 def _config_from_manifest(cls, values: Any, what: str):
     """A config dataclass from a manifest object, every field checked (type and bounds)."""
-    if not isinstance(values, dict) or set(values) != {f.name for f in fields(cls)}:
+    names = {f.name for f in fields(cls)}
+    if isinstance(values, dict):
+        values = {**{k: v for k, v in _LEGACY_SETTINGS.items() if k in names}, **values}
+    if not isinstance(values, dict) or set(values) != names:
         raise PersonaError(f"The avatar package's deformation settings ({what}) are incomplete or unknown.")
     for f in fields(cls):
         value, default = values[f.name], getattr(cls(), f.name)
@@ -113,7 +120,7 @@ def _load_deformer(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], b
         raise PersonaError("The avatar package's pose-driven deformation is incomplete.")
     record = manifest["deformation"]
     deform = _config_from_manifest(DeformConfig, record.get("deform"), "deform")
-    skinning = _config_from_manifest(WeightFieldConfig, record.get("skinning"), "skinning")
+    skinning = None if record.get("skinning", 0) is None else _config_from_manifest(WeightFieldConfig, record.get("skinning"), "skinning")
     joints = record.get("pose_joints")
     if not isinstance(joints, list) or not joints or not all(isinstance(j, str) and j in body.joint_names for j in joints):
         raise PersonaError("The avatar package's deformation names joints this body model does not have.")

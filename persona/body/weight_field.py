@@ -11,6 +11,14 @@ difference: w(x) = w_body(p) + F(x) - F(p) for a Gaussian bound to the surface p
 now at x, clamped at zero and renormalised (per channel, see `WeightField.skin_weights`).
 Rows of F sum to one, so the difference sums to zero and w sums to one.
 
+Near the skin the body's own weights are better than the coarse field's differences (a grid of
+a few centimetres per voxel blurs joints that lie close together, such as the two thighs), so
+`blended_skin_weights` keeps the body's weights within `near` of the bound surface point and
+blends to the diffused ones by `far`: only loose cloth far from the skin uses the field. And
+a point may take the field's weights only of joints within a few bones of its own dominant
+joint (the mask of `WeightField.skin_weights`, the deformer's pose-input hops): in the A-pose the
+hands hang beside the hips, where the field alone gives a skirt the arms' weights.
+
 Channels: the field holds only the joints that poses rotate (the body's `fit_joints` and the
 root); every other joint's weight is added to its nearest such ancestor. Those joints move
 nearly with that ancestor (for anny, within 1 cm over random poses: its twist, finger and toe
@@ -35,6 +43,11 @@ class WeightFieldConfig:
     iterations: int = 40  # Jacobi iterations at each level (the coarsest level runs 4x)
     levels: int = 3  # coarse-to-fine levels, each doubling the resolution
     stencil: int = 1  # stencil half-width around each Gaussian, in voxels
+    # Distance blend (metres from the Gaussian's bound surface point): within `near` the body's
+    # own weights, beyond `far` the diffused ones, smoothly in between (`distance_blend`).
+    # near = far = 0: the diffused weights everywhere.
+    near: float = 0.02
+    far: float = 0.05
 
 
 @dataclass
@@ -63,21 +76,48 @@ class WeightField:
         out = torch.zeros(points.shape[0], self.num_joints, dtype=points.dtype, device=points.device)
         return out.index_copy(1, self.joints.to(points.device), values[0, :, :, 0, 0].T)
 
-    def skin_weights(self, surface_weights: torch.Tensor, surface_field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def skin_weights(
+        self, surface_weights: torch.Tensor, surface_field: torch.Tensor, points: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Weights of Gaussians bound to surface points p, now at `points` x (N, 3).
 
         surface_weights: (N, J) the body's weights at p; surface_field: (N, J) `sample(p)`
         (precomputed). Per channel c: T_c = w_body,c(p) + F_c(x) - F_c(p) (w_body collapsed
         onto the channels), clamped and renormalised; each joint of channel c then keeps its
         share of the channel's body weight (times T_c / w_body,c), and a channel with no body
-        weight at p gives T_c to its own joint. Sums to one; equals w_body on the surface."""
+        weight at p gives T_c to its own joint. Sums to one; equals w_body on the surface.
+        mask: (N, J) 0/1, the joints whose field difference F_c(x) - F_c(p) a point may take
+        (`DeformationRig.skin_mask`: within a few bones of its dominant joint); None: all."""
         group = self.group.to(points.device)
         collapsed = torch.zeros_like(surface_weights).index_add_(1, group, surface_weights)  # (N, J), at channel joints
-        target = (collapsed + self.sample(points) - surface_field).clamp(min=0)
+        difference = self.sample(points) - surface_field
+        if mask is not None:
+            difference = difference * mask
+        target = (collapsed + difference).clamp(min=0)
         target = target / target.sum(-1, keepdim=True).clamp(min=1e-8)
         has = collapsed > 1e-6
         ratio = torch.where(has, target / collapsed.clamp(min=1e-6), torch.zeros_like(target))
         return surface_weights * ratio[:, group] + torch.where(has, torch.zeros_like(target), target)
+
+
+def distance_blend(distance: torch.Tensor, near: float, far: float) -> torch.Tensor:
+    """(N,) distances (metres) -> (N,) weights of the diffused skinning: 0 within `near`, 1
+    beyond `far`, a smoothstep in between (a step at `near` when far <= near)."""
+    t = ((distance - near) / max(far - near, 1e-6)).clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def blended_skin_weights(
+    field: WeightField, surface_weights: torch.Tensor, surface_field: torch.Tensor,
+    surface_points: torch.Tensor, points: torch.Tensor, near: float, far: float, mask: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """(N, J) skinning weights of Gaussians bound to surface points p (N, 3), now at `points`:
+    the body's weights near the skin and the diffused ones (`WeightField.skin_weights`) far from
+    it, mixed by `distance_blend` of |x - p|. A convex mix of two rows that sum to one, so the
+    rows sum to one; equal to the body's weights on the surface and within `near`."""
+    distance = ((points - surface_points).square().sum(-1) + 1e-12).sqrt()
+    s = distance_blend(distance, near, far)[:, None]
+    return (1 - s) * surface_weights + s * field.skin_weights(surface_weights, surface_field, points, mask)
 
 
 def _voxel_values(

@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "no_balanced_sampling": {"balanced_sampling": False},
     "no_geometry_weighting": {"geometry_weighting": False},
     "no_pose_deformation": {"pose_deformation": False},
+    "no_diffused_skinning": {"diffused_skinning": False},
 }
 
 
