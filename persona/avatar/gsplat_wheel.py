@@ -12,8 +12,10 @@ nothing changes and gsplat loads (or compiles, or falls back to the reference) a
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import sysconfig
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +63,20 @@ def matching_wheel(folder: Path = WHEELS, torch_version: str = torch.__version__
 
 
 def unpacked(wheel: BundledWheel, root: Path | None = None) -> Path:
-    """The wheel unpacked into the persona cache (once; a marker file says it is complete)."""
+    """The wheel unpacked into the persona cache (once)."""
     target = (root or cache_root() / "gsplat") / wheel.path.stem
-    done = target / ".complete"
-    if not done.exists():
+    if not (target / ".complete").exists():
+        # Unpacked beside it and renamed into place: processes starting together (a
+        # benchmark's workers, an app's) never import a half-written folder.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         with zipfile.ZipFile(wheel.path) as zf:
-            zf.extractall(target)
-        done.write_text(wheel.path.name + "\n")
+            zf.extractall(staging)
+        (staging / ".complete").write_text(wheel.path.name + "\n")
+        try:
+            staging.rename(target)
+        except OSError:  # another process got there first
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
