@@ -89,11 +89,11 @@ def test_out_of_memory_on_animate_is_retried_at_half_the_size(space, monkeypatch
     real = space.animate_avatar
     sizes, fits = [], {"largest": 128}  # the GPU "fits" clips up to this size
 
-    def animate(package, motion, output, clip, progress=None):
+    def animate(package, motion, output, clip, progress=None, device="cpu"):
         sizes.append(clip.size)
         if clip.size > fits["largest"]:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return real(package, motion, output, clip, progress)
+        return real(package, motion, output, clip, progress, device=device)
 
     monkeypatch.setattr(space, "animate_avatar", animate)
     motion = str(long_motion(tmp_path, 6))
