@@ -94,10 +94,10 @@ QUEUE_SIZE = int(os.environ.get("PERSONA_QUEUE_SIZE", "32"))
 # Declared ZeroGPU seconds. The platform multiplies them by 1.5 on its Blackwell cards and
 # refuses a call above the visitor's remaining daily quota (120 s unauthenticated), so a
 # standard avatar must declare at most 80 s. (fixed part, per rendered frame): twice what one
-# H100 measured (bench/results/gpu_render.json: photo + PERSONA optimisation 3.0 / 13.9 /
-# 69.2 s, plus ~3-8 s of generation, export and set-up; 8-18 ms a frame to render and
+# H100 measured (bench/results/gpu_render.json: photo + PERSONA optimisation 3.5 / 15.8 /
+# 67.1 s, plus ~3-8 s of generation, export and set-up; 12-20 ms a frame to render and
 # encode), for a slower host CPU (the step is launch-bound) and a half card.
-GPU_SECONDS = {"preview": (12.0, 0.03), "standard": (36.0, 0.03), "high": (154.0, 0.05)}
+GPU_SECONDS = {"preview": (12.0, 0.03), "standard": (36.0, 0.04), "high": (154.0, 0.05)}
 ANIMATE_GPU_SECONDS = (4.0, 0.02)  # (fixed: loading the package, per frame at 384 px)
 MAX_GPU_SECONDS = 300
 
