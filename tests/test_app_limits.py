@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 

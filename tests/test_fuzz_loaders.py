@@ -25,7 +25,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import safetensors.torch
 import torch
 from hypothesis import HealthCheck, given, settings

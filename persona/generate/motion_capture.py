@@ -147,12 +147,7 @@ def save_capture(captured: CapturedMotion, path: str | Path) -> Path:
     with atomic_write(path) as tmp, open(tmp, "wb") as fp:
         np.savez(
             fp,
-            joint_names=np.array(m.joint_names),
-            rotations=m.rotations.numpy().astype(np.float32),
-            global_orient=m.global_orient.numpy().astype(np.float32),
-            translation=m.translation.numpy().astype(np.float32),
-            fps=np.float32(m.fps),
-            skeleton=np.array(m.skeleton),
+            **m.arrays(),
             camera_world_to_camera=torch.stack([k.world_to_camera for k in captured.cameras]).numpy().astype(np.float32),
             camera_intrinsics=np.array([c.fx, c.fy, c.cx, c.cy], np.float32),
             camera_size=np.array([c.width, c.height], np.int32),

@@ -65,16 +65,19 @@ class Motion:
         pose.translation[:] = self.translation
         return pose
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the motion `.npz` format."""
+        return {
+            "joint_names": np.array(self.joint_names),
+            "rotations": self.rotations.numpy().astype(np.float32),
+            "global_orient": self.global_orient.numpy().astype(np.float32),
+            "translation": self.translation.numpy().astype(np.float32),
+            "fps": np.float32(self.fps),
+            "skeleton": np.array(self.skeleton),
+        }
+
     def save(self, path: str | Path) -> None:
-        np.savez(
-            path,
-            joint_names=np.array(self.joint_names),
-            rotations=self.rotations.numpy().astype(np.float32),
-            global_orient=self.global_orient.numpy().astype(np.float32),
-            translation=self.translation.numpy().astype(np.float32),
-            fps=np.float32(self.fps),
-            skeleton=np.array(self.skeleton),
-        )
+        np.savez(path, **self.arrays())
 
 
 def load_motion(path: str | Path, max_frames: int = 10_000) -> Motion:
