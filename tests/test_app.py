@@ -302,7 +302,7 @@ def test_a_driving_video_without_a_person_gets_the_projects_message(app, tmp_pat
     client = Client(app.url, download_files=str(tmp_path / "downloads"), verbose=False)
     with pytest.raises(AppError) as info:
         client.predict(
-            handle_file(str(small_avatar)), "jump", None, 128, {"video": handle_file(str(video))}, True, api_name="/animate"
+            handle_file(str(small_avatar)), "jump", None, 128, handle_file(str(video)), True, api_name="/animate"
         )
     assert_projects_message(info, "No person was found in the video")
     folder = session_folder(app.temp_dir, client)
