@@ -18,5 +18,4 @@ rm -rf .device/site/anny/examples
 find .device -name __pycache__ -prune -exec rm -rf {} +
 version=$(basename "$(dirname "$compact")")
 xz -T0 -6 -c "$compact" > ".device/anny_cache/$version--$(basename "$compact").xz"
-grep -qx '/.device/' .git/info/exclude || echo /.device/ >> .git/info/exclude
 du -sh .device
