@@ -71,7 +71,7 @@ def render_motion_from(
 ) -> Iterator[np.ndarray]:
     """Frames (H, W, 3) uint8 of the avatar performing `motion` on white, frame f seen by
     `cameras[f]` (e.g. a captured video's viewpoint), scaled so the longer side is `size`."""
-    poses = motion.to_pose(rig.body)
+    poses = motion.to_pose(rig.body).to(avatar.offsets.device)
     assert len(cameras) == poses.batch, (len(cameras), poses.batch)
     white = torch.ones(3)
     with torch.no_grad():

@@ -196,13 +196,14 @@ def identity_quats(n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def render_isotropic(
-    means: torch.Tensor, log_scales: torch.Tensor, features: torch.Tensor, camera: Camera, background: torch.Tensor | None = None
-) -> RenderOutput:
+    means: torch.Tensor, log_scales: torch.Tensor, features: torch.Tensor, camera: Camera,
+    background: torch.Tensor | None = None, backend: str = "auto",
+) -> RenderOutput:  # fmt: skip
     """Render isotropic, nearly opaque Gaussians: means (N, 3), log_scales (N, 1) log std in
-    metres, features (N, D) splatted as colours."""
+    metres, features (N, D) splatted as colours (`backend`: see `persona.avatar.renderer`)."""
     N = means.shape[0]
     opacities = torch.full((N,), OPACITY, dtype=means.dtype, device=means.device)
-    return render(means, identity_quats(N, means), log_scales.exp().expand(N, 3), opacities, features, camera, background)
+    return render(means, identity_quats(N, means), log_scales.exp().expand(N, 3), opacities, features, camera, background, backend)
 
 
 def render_gaussians(

@@ -31,9 +31,9 @@ from typing import Callable
 import torch
 
 from persona.avatar.animate import ClipConfig, render_motion
-from persona.avatar.model import AvatarRig, blend_points, identity_quats, render_isotropic
+from persona.avatar.model import AvatarRig, blend_points, render_isotropic
 from persona.avatar.optimize import frame_targets, optimize_persona, part_features
-from persona.avatar.renderer import render, resolve_backend
+from persona.avatar.renderer import resolve_backend
 from persona.avatar.train import synchronize
 from persona.body.model import BodyModel
 from persona.camera import orbit_camera
@@ -105,14 +105,10 @@ def _render_inputs(scene, body: BodyModel):
 
 def raw_render_ms(leaves, camera, backend: str, repeats: int = 20) -> float:
     means, log_scales, features = leaves
-    N = means.shape[0]
-    quats = torch.zeros(N, 4, device=means.device)
-    quats[:, 0] = 1
-    opacities = torch.full((N,), 0.99, device=means.device)
     background = torch.ones(features.shape[1], device=means.device)
 
     def step():
-        out = render(means, quats, log_scales.exp().expand(N, 3), opacities, features, camera, background, backend=backend)
+        out = render_isotropic(means, log_scales, features, camera, background, backend)
         (out.features.square().sum() + out.alpha.sum()).backward()
 
     return cuda_ms(step, repeats)
@@ -125,11 +121,7 @@ def parity(leaves, camera) -> dict[str, float]:
         for t in leaves:
             t.grad = None
         means, log_scales, features = leaves
-        N = means.shape[0]
-        out = render(
-            means, identity_quats(N, means), log_scales.exp().expand(N, 3), torch.full((N,), 0.99, device=means.device),
-            features, camera, torch.ones(features.shape[1], device=means.device), backend=backend,
-        )  # fmt: skip
+        out = render_isotropic(means, log_scales, features, camera, torch.ones(features.shape[1], device=means.device), backend)
         weights = torch.linspace(0.5, 1.5, out.features.numel(), device=out.features.device).view_as(out.features)
         ((out.features * weights).sum() + out.alpha.sum()).backward()
         outs[backend] = out.features.detach()
