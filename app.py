@@ -4,8 +4,11 @@ Tabs: **Make** (photo -> person and body-fit check -> avatar, clips, files, repo
 **Animate** (a saved `avatar.persona` + a motion -> a new clip, without re-optimising).
 
 Stable API endpoints (see the README, "The app and its API"):
-- `/make_avatar(photo, preset, motion, seed, motion_file=None)` -> animation video, turntable
-  video, avatar.ply, avatar.persona, report (JSON).
+- `/make_avatar(photo, preset, motion, seed, motion_file=None, frames=0, generator="synth")` ->
+  animation video, turntable video, avatar.ply, avatar.persona, report (JSON). `frames`:
+  generated training frames per driving motion (0: the preset's); `generator`: the
+  training-video generator (a diffusion one without CUDA or weights falls back to synth, and
+  the report says so).
 - `/animate(avatar, motion, motion_file=None, size=384, video=None, side_by_side=False)` -> video;
   with `video`, the motion of the person in it (captured on the CPU, preview limits: 300
   frames, 20 s), optionally side by side with the video. `avatar=None` reuses the
@@ -57,13 +60,18 @@ from persona.body.anny_model import load_anny
 from persona.cache import cache_root
 from persona.config import PRESETS
 from persona.errors import PersonaError
+from persona.generate.diffusion import preset_for
+from persona.generate.generator import BACKENDS
 from persona.generate.motions import DESCRIPTIONS, MOTIONS, get_motion
+from persona.hub import get_entry
 from persona.pipeline import (
     MakeOptions,
     PreparedSubject,
     animate_avatar,
     animate_from_video,
     finish_avatar,
+    frames_per_motion_range,
+    make_preset,
     prepare_subject,
     subject_preview,
     viewer_ply,
@@ -96,8 +104,18 @@ QUEUE_SIZE = int(os.environ.get("PERSONA_QUEUE_SIZE", "32"))
 # standard avatar must declare at most 80 s. (fixed part, per rendered frame): twice what one
 # H100 measured (bench/results/gpu_render.json: photo + PERSONA optimisation 3.5 / 15.8 /
 # 67.1 s, plus ~3-8 s of generation, export and set-up; 12-20 ms a frame to render and
-# encode), for a slower host CPU (the step is launch-bound) and a half card.
+# encode), for a slower host CPU (the step is launch-bound) and a half card. The generation
+# stage is also counted per generated frame (`generation_gpu_seconds`), so that more frames
+# or a diffusion generator declare more.
 GPU_SECONDS = {"preview": (12.0, 0.03), "standard": (36.0, 0.04), "high": (154.0, 0.05)}
+# The training-video generator, per generated frame: synth renders one frame in a few ms
+# (declared 0.05 s); a diffusion backend takes twice its measured H100 time per frame at the
+# preset's video settings (bench/results/video_gpu.json) plus 0.3 s of mediapipe on the frame,
+# and first loads its weights: declared 2 s per GB (a 1 GB/s read, twice), not yet measured.
+SYNTH_GPU_SECONDS_PER_FRAME = 0.05
+PERCEIVE_SECONDS_PER_FRAME = 0.3
+LOAD_SECONDS_PER_GB = 2.0
+GENERATOR_WEIGHTS = {"synth": (), "wan-vace": ("wan-vace-1.3b",), "mimicmotion": ("mimicmotion", "svd-xt-1-1")}
 ANIMATE_GPU_SECONDS = (4.0, 0.02)  # (fixed: loading the package, per frame at 384 px)
 MAX_GPU_SECONDS = 300
 
@@ -115,6 +133,12 @@ BODY = load_anny("cpu")  # once per process (the first build takes about a minut
 MOTION_CHOICES = [(f"{name}: {DESCRIPTIONS.get(name, '')}", name) for name in MOTIONS]
 MOTION_FILE_TYPES = [".npz", ".bvh"]  # what `persona.generate.motions.get_motion` reads
 MOTION_FILE_LABEL = "Motion file (.npz: ours or SMPL-X/AMASS; .bvh), replaces the motion above"
+GENERATOR_CHOICES = [
+    (f"{spec.name} · {spec.licence} · {'embedded' if spec.weights == 'none' else 'Hub weights, needs a GPU'}", spec.name)
+    for spec in BACKENDS.values()
+]
+# The frames slider: 0 is the preset's own count; its upper end follows the chosen preset.
+FRAMES_LABEL = "Generated training frames per driving motion (0: the preset's)"
 
 
 # --- errors, sessions, folders -------------------------------------------------------
@@ -239,10 +263,12 @@ def finish_with_fallback(prepared: PreparedSubject, folder: str, progress=None):
             leftover.unlink()
     note = f"the GPU ran out of memory with the '{preset}' preset, so this avatar was made with '{lower}'"
     subject = prepared.subject
+    frames = prepared.options.frames_per_motion  # asked for explicitly: kept, within the lower preset's range
+    frames = None if frames is None else min(frames, frames_per_motion_range(PRESETS[lower])[1])
     retry = replace(
         prepared,
         subject=replace(subject, image=replace(subject.image, notes=[*subject.image.notes, note])),
-        options=replace(prepared.options, preset=lower),
+        options=replace(prepared.options, preset=lower, frames_per_motion=frames),
     )
     try:
         return finish_avatar(retry, folder, progress)
@@ -298,11 +324,29 @@ def check_motion(motion: str, size: int | None = None) -> str:
 # --- GPU functions (ZeroGPU: forked worker, pickled arguments and results) --------------
 
 
+def generation_gpu_seconds(config) -> float:
+    """Declared seconds of the generation stage for a GenerateConfig (its backend, motions and
+    frames per motion); see `GENERATOR_WEIGHTS` and the constants above it."""
+    frames = len(config.motions) * config.frames_per_motion
+    if config.backend == "synth":
+        return SYNTH_GPU_SECONDS_PER_FRAME * frames
+    row = preset_for(config.backend, config)  # the video settings the backend will use
+    per_frame = 2 * row.seconds_h100 / (2 * row.frames_per_motion) + PERCEIVE_SECONDS_PER_FRAME  # measured: 2 clips
+    load = LOAD_SECONDS_PER_GB * sum(get_entry(name).size_gb for name in GENERATOR_WEIGHTS[config.backend])
+    return load + per_frame * frames
+
+
 def make_gpu_seconds(prepared: PreparedSubject, folder: str, progress: gr.Progress | None = None) -> int:
-    """Declared duration of `finish_on_gpu`, from the preset and the frames to render."""
-    fixed, per_frame = GPU_SECONDS[prepared.options.preset]
-    frames = get_motion(prepared.options.motion).num_frames + PRESETS[prepared.options.preset].clip.turntable_frames
-    return min(MAX_GPU_SECONDS, math.ceil(fixed + per_frame * frames))
+    """Declared duration of `finish_on_gpu`, from the preset, the frames to render and the
+    training frames to generate (with the chosen generator)."""
+    options = prepared.options
+    fixed, per_frame = GPU_SECONDS[options.preset]
+    preset = make_preset(options)
+    frames = get_motion(options.motion).num_frames + preset.clip.turntable_frames
+    seconds = math.ceil(fixed + per_frame * frames + generation_gpu_seconds(preset.generate))
+    if seconds > MAX_GPU_SECONDS:
+        log.warning("make: %d s of GPU estimated for %s, declaring the most, %d s", seconds, options, MAX_GPU_SECONDS)
+    return min(MAX_GPU_SECONDS, seconds)
 
 
 @spaces.GPU(duration=make_gpu_seconds)
@@ -327,7 +371,12 @@ def animate_on_gpu(package: str, motion: str, output: str, size: int, progress: 
 # --- handlers ----------------------------------------------------------------------
 
 
-def make_options(preset: str, motion: str, seed: float | int | None, motion_file: str | None) -> MakeOptions:
+def make_options(
+    preset: str, motion: str, seed: float | int | None, motion_file: str | None, frames: float | int | None = 0,
+    generator: str | None = "synth",
+) -> MakeOptions:
+    """The make's options from the UI / API values (frames 0 or None: the preset's count);
+    the pipeline checks the frame count and the generator (`prepare_subject`)."""
     if preset not in PRESETS:
         raise gr.Error(f"Unknown preset '{preset}'. Choose one of: {', '.join(PRESETS)}.", print_exception=False)
     try:
@@ -336,9 +385,24 @@ def make_options(preset: str, motion: str, seed: float | int | None, motion_file
         raise gr.Error(f"The seed must be a whole number, not {str(seed)[:40]!r}.", print_exception=False) from None
     if not 0 <= seed < 2**63:
         raise gr.Error("The seed must be a whole number between 0 and 2^63 - 1.", print_exception=False)
+    try:
+        frames = int(frames or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"The number of frames must be a whole number, not {str(frames)[:40]!r}.", print_exception=False) from None
     motion = motion_file or motion or "walk"
     check_motion(motion)
-    return MakeOptions(preset=preset, motion=motion, seed=seed)
+    return MakeOptions(
+        preset=preset, motion=motion, seed=seed, frames_per_motion=frames or None, generator=generator or "synth"
+    )  # fmt: skip
+
+
+def frames_slider(preset: str) -> dict:
+    """The frames slider's settings for a preset: 0 (the preset's own count) up to the most
+    the preset accepts (the API's `frames` is checked by the pipeline instead)."""
+    if preset not in PRESETS:
+        return {}
+    default, (_, most) = PRESETS[preset].generate.frames_per_motion, frames_per_motion_range(PRESETS[preset])
+    return {"maximum": most, "value": 0, "info": f"'{preset}' makes {default} by default; at most {most}"}
 
 
 def need_photo(photo: str | None) -> str:
@@ -357,8 +421,19 @@ def preview(prepared: PreparedSubject):
         return subject_preview(prepared.subject, BODY)
 
 
+def generator_line(report: dict) -> str:
+    """Which generator made the training frames, and how many (the one asked for, if another)."""
+    line = (
+        f"Training frames: {report['generated_frames']} generated by `{report['generator']}` "
+        f"({report['frames_per_motion']} per motion: {', '.join(report['generator_motions'])})"
+    )
+    if report["generator_requested"] != report["generator"]:
+        line += f"; `{report['generator_requested']}` was asked for but was not available here (see the warnings)"
+    return line
+
+
 def summary_markdown(report: dict) -> str:
-    """A short human report: size, time per stage, quality, warnings, licences."""
+    """A short human report: size, time per stage, training frames, quality, warnings, licences."""
     seconds = report["seconds"]
     stages = " · ".join(f"{name} {value:.1f} s" for name, value in seconds.items() if name != "total")
     metrics = report["metrics"]
@@ -367,6 +442,8 @@ def summary_markdown(report: dict) -> str:
         f"seed {report['seed']} · **{seconds['total']:.0f} s** in all",
         "",
         f"Time per stage: {stages}",
+        "",
+        generator_line(report),
         "",
         f"On the photo: silhouette IoU {metrics['silhouette_iou']:.3f} · PSNR {metrics['psnr_in_mask_db']:.1f} dB · "
         f"keypoint error {metrics['keypoint_error_px']:.1f} px",
@@ -402,12 +479,16 @@ def make_avatar(
     motion: str,
     seed: float,
     motion_file: str | None = None,
+    frames: float = 0,
+    generator: str = "synth",
     request: gr.Request = None,
     progress=gr.Progress(track_tqdm=True),
 ):
     """API /make_avatar: one photo -> animation video, turntable video, avatar.ply,
-    avatar.persona, report (JSON)."""
-    prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
+    avatar.persona, report (JSON). frames: generated training frames per driving motion (0:
+    the preset's); generator: the training-video generator (new arguments go last, with
+    defaults, so that existing clients keep working)."""
+    prepared = prepare(photo, make_options(preset, motion, seed, motion_file, frames, generator), progress)
     with job_folder(request, "avatar") as folder:
         report = finish_on_gpu(prepared, str(folder), progress)
     files = {name: str(folder / name) for name in ("animation.mp4", "turntable.mp4", "avatar.ply", "avatar.persona")}
@@ -454,8 +535,8 @@ def animate(
 # UI steps: first the check (CPU), shown at once; then the avatar (GPU).
 
 
-def ui_check(photo, preset, motion, seed, motion_file, progress=gr.Progress(track_tqdm=True)):
-    prepared = prepare(photo, make_options(preset, motion, seed, motion_file), progress)
+def ui_check(photo, preset, motion, seed, motion_file, frames, generator, progress=gr.Progress(track_tqdm=True)):
+    prepared = prepare(photo, make_options(preset, motion, seed, motion_file, frames, generator), progress)
     return preview(prepared), prepared
 
 
@@ -531,6 +612,12 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
                 with gr.Accordion("Advanced settings", open=False):
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     motion_file = gr.File(label=MOTION_FILE_LABEL, file_types=MOTION_FILE_TYPES, height=90)
+                    frames = gr.Slider(0, step=1, label=FRAMES_LABEL, elem_id="frames", **frames_slider("preview"))
+                    generator = gr.Dropdown(
+                        GENERATOR_CHOICES, value="synth", label="Training-video generator (licence)", elem_id="generator",
+                        info="The diffusion generators need a GPU and their Hub weights; without them the embedded "
+                        "synth makes the frames, and the report says so.",
+                    )  # fmt: skip
                 make_button = gr.Button("Make the avatar", variant="primary", elem_id="make-button")
                 gr.Examples(
                     EXAMPLES, inputs=[photo], outputs=[check_image, *build_outputs[:-1]], fn=example_make,
@@ -571,12 +658,14 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
 
     # The UI: check first (the preview appears after a few seconds), then the avatar.
     make_button.click(
-        ui_check, [photo, preset, motion, seed, motion_file], [check_image, prepared_state],
+        ui_check, [photo, preset, motion, seed, motion_file, frames, generator], [check_image, prepared_state],
         api_visibility="private", concurrency_id="make", concurrency_limit=CONCURRENCY,
     ).success(
         ui_build, [prepared_state], build_outputs,
         api_visibility="private", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
+
+    preset.change(lambda name: gr.update(**frames_slider(name)), [preset], [frames], api_visibility="private", queue=False)
 
     # API-only endpoints on hidden triggers; their inputs come from the client, and their
     # hidden outputs name the returned values in the API page.
@@ -589,8 +678,10 @@ with gr.Blocks(title="PERSONA: one photo to an animatable 3D avatar", delete_cac
             gr.File(label="avatar_persona"), gr.JSON(label="report"),
         ]  # fmt: skip
         api_preview, api_summary = gr.Image(label="preview"), gr.JSON(label="summary")
+        # Any whole number (the pipeline refuses one outside the preset's range, with its message).
+        api_frames = gr.Number(0, precision=0, label="frames")
     api_make.click(
-        make_avatar, [api_photo, preset, motion, seed, motion_file], [*api_outputs, last_package],
+        make_avatar, [api_photo, preset, motion, seed, motion_file, api_frames, generator], [*api_outputs, last_package],
         api_name="make_avatar", concurrency_id="make", concurrency_limit=CONCURRENCY,
     )  # fmt: skip
     # The same limit as the makes: events sharing a concurrency_id get the lowest limit among

@@ -144,6 +144,17 @@ REGISTRY: dict[str, HubEntry] = {
 }
 
 
+# Licences under which a weight may be downloaded into the Space at build time and used by
+# anyone (README front matter `preload_from_hub`); the others are fetched only when asked for.
+PERMISSIVE_LICENCES = ("Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause")
+
+
+def preloadable(entry: HubEntry) -> bool:
+    """A permissive licence and no gate: the Space preloads it (README `preload_from_hub`,
+    checked against this registry by tests/test_hub.py)."""
+    return entry.licence in PERMISSIVE_LICENCES and not entry.gated
+
+
 def get_entry(name: str) -> HubEntry:
     if name not in REGISTRY:
         raise PersonaError(f"Unknown weight '{name}'. Known weights: {', '.join(REGISTRY)}.")

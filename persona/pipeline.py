@@ -12,7 +12,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -34,7 +34,15 @@ from persona.body.model import BodyModel
 from persona.camera import Camera
 from persona.config import Preset, get_preset
 from persona.errors import PersonaError
-from persona.generate.generator import GenerationInputs, generate_training_set
+from persona.generate.generator import (
+    BACKENDS,
+    MAX_FRAMES_FACTOR,
+    MIN_FRAMES_PER_MOTION,
+    GenerateConfig,
+    GenerationInputs,
+    generate_training_set,
+    get_backend,
+)
 from persona.generate.motion_capture import CaptureReport, CapturedMotion, capture_motion, save_capture
 from persona.generate.motions import get_motion
 from persona.generate.training_set import TrainingFrame, TrainingSet
@@ -73,6 +81,43 @@ class MakeOptions:
     device: str = "auto"  # auto | cpu | cuda
     body: str = "anny"  # anny | smplx (see `persona.body.registry`)
     body_model: str | None = None  # SMPL-X: the model file or folder (user-supplied)
+    frames_per_motion: int | None = None  # generated training frames per driving motion; None: the preset's
+    generator: str = "synth"  # training-video generator, a name in `persona.generate.generator.BACKENDS`
+
+
+def frames_per_motion_range(preset: Preset) -> tuple[int, int]:
+    """(least, most) generated frames per driving motion that `make` accepts with `preset`
+    (`MIN_FRAMES_PER_MOTION`, `MAX_FRAMES_FACTOR` x the preset's own)."""
+    return MIN_FRAMES_PER_MOTION, MAX_FRAMES_FACTOR * preset.generate.frames_per_motion
+
+
+def generate_config(preset: Preset, frames_per_motion: int | None, generator: str) -> GenerateConfig:
+    """The preset's GenerateConfig with the asked frame count (None: the preset's) and generator.
+
+    Raises PersonaError on an unknown generator or a frame count outside
+    `frames_per_motion_range(preset)`."""
+    get_backend(generator)
+    frames = preset.generate.frames_per_motion if frames_per_motion is None else frames_per_motion
+    low, high = frames_per_motion_range(preset)
+    if isinstance(frames, bool) or not isinstance(frames, int) or not low <= frames <= high:
+        raise PersonaError(
+            f"The generated training frames per motion must be a whole number from {low} to {high} with the "
+            f"'{preset.name}' preset (its default is {preset.generate.frames_per_motion}), not {str(frames)[:40]}."
+        )
+    return replace(preset.generate, backend=generator, frames_per_motion=frames)
+
+
+def make_preset(options: MakeOptions) -> Preset:
+    """The named preset with the options' generation settings (PersonaError on bad values)."""
+    preset = get_preset(options.preset)
+    return replace(preset, generate=generate_config(preset, options.frames_per_motion, options.generator))
+
+
+def generator_licences(backend: str) -> dict[str, str]:
+    """The licence of the weights of the training-video generator that made the frames
+    (none for the embedded `synth`: its licence is persona's)."""
+    spec = BACKENDS[backend]
+    return {} if spec.weights == "none" else {f"training-video generator {spec.name} ({spec.weights})": spec.licence}
 
 
 @dataclass
@@ -124,6 +169,8 @@ class Report:
     train_loss: list[float] = field(default_factory=list)
     generator: str = "none"  # the backend that made the generated training frames
     generated_frames: int = 0
+    generator_requested: str = "synth"  # the backend asked for (a diffusion one falls back to synth: see warnings)
+    frames_per_motion: int = 0  # generated frames of each driving clip
     generator_motions: list[str] = field(default_factory=list)
     persona_loss: list[float] = field(default_factory=list)  # the PERSONA optimisation, every 10 steps
     deformation: bool = False  # the avatar has a learned pose-driven deformation
@@ -295,8 +342,8 @@ class PreparedSubject:
 def prepare_subject(image: ImageSource, options: MakeOptions = MakeOptions(), progress: Progress | None = None) -> PreparedSubject:
     """The CPU stages: read the photo, find the person, fit the body, project the texture.
 
-    Fails early (PersonaError) on a bad preset, device, motion or photo."""
-    preset = get_preset(options.preset)
+    Fails early (PersonaError) on a bad preset, generator, frame count, device, motion or photo."""
+    preset = make_preset(options)
     resolve_device(options.device)
     get_motion(options.motion)  # fail early on a bad motion name or file
     torch.manual_seed(options.seed)
@@ -316,7 +363,7 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
     into `output_dir`. Seeds torch again, so the result depends only on (subject, options),
     whichever process runs it."""
     options, subject = prepared.options, prepared.subject
-    preset = get_preset(options.preset)
+    preset = make_preset(options)
     device = resolve_device(options.device)
     motion = get_motion(options.motion)
     torch.manual_seed(options.seed)
@@ -343,7 +390,8 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
     photo = training_set.captured[0]
     metrics = input_view_metrics(avatar, rig, photo.image, photo.mask, photo.camera, fit.keypoint_error_px)
     versions_used = versions()
-    manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": licences_for(body)}
+    licences = {**licences_for(body), **generator_licences(training_set.backend)}
+    manifest = {"preset": preset.name, "source": loaded.source_name, "versions": versions_used, "licences": licences}
 
     def export() -> OutputFiles:
         files = OutputFiles(
@@ -366,10 +414,11 @@ def finish_avatar(prepared: PreparedSubject, output_dir: str | Path, progress: P
         original_size=loaded.original_size, working_size=loaded.size, num_gaussians=avatar.num_gaussians,
         seconds={**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}, metrics=metrics,
         people_found=perception.people_found, cut_off=perception.cut_off,
-        warnings=list(loaded.notes) + list(perception.warnings), versions=versions_used, licences=licences_for(body),
+        warnings=[*loaded.notes, *perception.warnings, *training_set.notes], versions=versions_used, licences=licences,
         fit_loss=fit.history, train_loss=train_stats.losses, persona_loss=persona_stats.losses if persona_stats else [],
         deformation=avatar.deformer is not None,
         generator=training_set.backend, generated_frames=training_set.num_generated, generator_motions=training_set.motions,
+        generator_requested=preset.generate.backend, frames_per_motion=preset.generate.frames_per_motion,
     )  # fmt: skip
     with atomic_write(files.report) as tmp:  # like every other output: never half-written
         tmp.write_text(json.dumps(asdict(report), indent=2, default=str))

@@ -73,6 +73,24 @@ def test_out_of_memory_on_make_is_retried_once_on_the_lower_preset(space, monkey
     assert original.options.preset == "high" and not any("memory" in note for note in original.subject.image.notes)  # untouched
 
 
+def test_the_lower_preset_keeps_the_generator_and_at_most_its_own_most_frames(space, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    seen = []
+
+    def finish(prepared, folder, progress=None):
+        seen.append((prepared.options.preset, prepared.options.frames_per_motion, prepared.options.generator))
+        if len(seen) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return "result"
+
+    monkeypatch.setattr(space, "finish_avatar", finish)
+    original = prepared_for("high")
+    original = replace(original, options=replace(original.options, frames_per_motion=100, generator="wan-vace"))
+    assert space.finish_with_fallback(original, str(tmp_path)) == "result"
+    assert seen == [("high", 100, "wan-vace"), ("standard", 72, "wan-vace")]  # standard accepts at most 3 x 24
+
+
 @pytest.mark.parametrize("preset, message", [("preview", "even with the 'preview' preset"), ("standard", "'standard' and the 'preview'")])
 def test_out_of_memory_twice_is_one_clear_sentence(space, monkeypatch, tmp_path, preset, message):
     def finish(prepared, folder, progress=None):

@@ -84,3 +84,39 @@ def test_the_small_package_is_valid_and_animates(tmp_path, capfd, valid_package)
     code, lines = run_main(capfd, "animate", str(valid_package), "--motion", str(long_motion(tmp_path, 6)), "-o", str(clip), "--size", "64")
     assert code == 0 and lines == [], lines
     assert clip.is_file() and clip.stat().st_size > 0
+
+
+# --- bad make options: the training-video generator and its frame count ------------------------
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--generator", "sora"], "Unknown training-video generator 'sora'. Choose one of: synth, wan-vace, mimicmotion"),
+        (["--frames", "3"], "from 4 to 36 with the 'preview' preset (its default is 12), not 3"),
+        (["--frames", "37"], "from 4 to 36 with the 'preview' preset"),
+        (["--preset", "standard", "--frames", "0"], "from 4 to 72 with the 'standard' preset (its default is 24), not 0"),
+    ],
+    ids=["unknown_generator", "too_few_frames", "too_many_frames", "zero_frames"],
+)
+def test_make_refuses_a_bad_generator_or_frame_count(tmp_path, capfd, options, expected):
+    out = tmp_path / "out"
+    code, lines = run_main(capfd, "make", str(EXAMPLES / "person_half.png"), "-o", str(out), *options)
+    assert_one_line_error(code, lines, expected)
+    assert not out.exists() or not any(out.iterdir())  # refused before reading the photo
+
+
+def test_make_preset_applies_and_checks_the_generation_options():
+    from persona.config import get_preset
+    from persona.errors import PersonaError
+    from persona.pipeline import MakeOptions, frames_per_motion_range, make_preset
+
+    preset = make_preset(MakeOptions(preset="standard"))
+    assert (preset.generate.backend, preset.generate.frames_per_motion) == ("synth", 24)  # the preset's own
+    preset = make_preset(MakeOptions(preset="high", frames_per_motion=6, generator="wan-vace"))
+    assert (preset.generate.backend, preset.generate.frames_per_motion, preset.name) == ("wan-vace", 6, "high")
+    assert preset.generate.motions == ("walk", "dance", "jump", "wave")  # the rest of the preset is kept
+    assert frames_per_motion_range(get_preset("high")) == (4, 108)
+    for bad in (MakeOptions(generator="Synth"), MakeOptions(frames_per_motion=2.5), MakeOptions(frames_per_motion=True)):
+        with pytest.raises(PersonaError):
+            make_preset(bad)

@@ -4,6 +4,7 @@ a local folder laid out like the Hub repo is found; an incomplete one is named."
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,43 @@ def test_incomplete_local_folder_names_the_missing_files(tmp_path):
 def test_unknown_weight():
     with pytest.raises(PersonaError, match="Unknown weight"):
         hub.fetch("dall-e")
+
+
+# --- the Space's README front matter agrees with the registry ---------------------------------
+
+
+def readme_front_matter() -> dict:
+    """The YAML header of README.md (the Space's configuration)."""
+    import yaml  # pyyaml: a dependency of huggingface_hub and gradio
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert text.startswith("---\n"), "README.md must start with the Space's YAML header"
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_readme_models_and_preloads_agree_with_the_registry():
+    """`models` names every registry repository; `preload_from_hub` entries
+    (`repo [file1,file2 [commit]]`, the Spaces config reference) are exactly the permissive,
+    ungated registry entries, with files the registry downloads and its revision."""
+    config = readme_front_matter()
+    by_repo = {entry.repo: entry for entry in hub.REGISTRY.values()}
+    assert set(config["models"]) == set(by_repo), config["models"]
+    preloaded = set()
+    for line in config["preload_from_hub"]:
+        repo, *rest = line.split()
+        assert repo in by_repo, f"{repo} is preloaded but not in persona.hub.REGISTRY"
+        entry = by_repo[repo]
+        assert hub.preloadable(entry) and entry.licence in hub.PERMISSIVE_LICENCES and not entry.gated, entry
+        assert len(rest) <= 2, line
+        if rest:  # listed files: each one the registry downloads, and every required one
+            files = rest[0].split(",")
+            for name in files:
+                assert any(fnmatch.fnmatch(name, p) for p in entry.allow_patterns), (line, name)
+            assert set(entry.required) <= set(files), (line, entry.required)
+        # A pinned entry is preloaded at its revision (which needs the files listed); an
+        # unpinned one at the repository's default branch, as `fetch` reads it.
+        commit = rest[1] if len(rest) == 2 else None
+        assert commit == (entry.revision if entry.pinned else None), (line, entry.revision)
+        preloaded.add(entry.name)
+    assert preloaded == {e.name for e in hub.REGISTRY.values() if hub.preloadable(e)}
+    assert preloaded == {"wan-vace-1.3b"}  # Apache-2.0 and ungated; MimicMotion and SVD are not permissive

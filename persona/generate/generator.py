@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 
+# Frames per driving motion that `make` accepts (`persona.pipeline.frames_per_motion_range`):
+# at least this many (the photo's pose blends into the motion over `blend_frames`), at most
+# this many times the preset's own count (time and memory grow with it).
+MIN_FRAMES_PER_MOTION = 4
+MAX_FRAMES_FACTOR = 3
+
+
 @dataclass
 class GenerateConfig:
     backend: str = "synth"  # a name in BACKENDS
