@@ -38,6 +38,7 @@ from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.losses import ssim
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
+from persona.avatar.texture import photo_visibility
 from persona.avatar.train import TrainStats, decay_learning_rates, person_crop, synchronize
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import dominant_joints, joint_parts
@@ -95,6 +96,9 @@ class PersonaConfig:
     deform_weight: float = 0.01  # on the mean squared pose-dependent offset, cm^2
     triplane_tv_weight: float = 1e-2  # total variation of the triplane features
     pose_weight: float = 10.0  # on the mean squared pose refinement (rad^2, m^2)
+    color_correction: bool = True
+    color_correction_ridge: float = 0.05
+    residual_weight: float = 1.0
     max_offset: float = 0.08  # metres; static offsets are clipped to this length
     min_scale_ratio: float = 0.6  # scales stay within these ratios of the initial ones
     max_scale_ratio: float = 3.0
@@ -111,9 +115,24 @@ class PersonaConfig:
         return 1.0, self.generated_image_weight, self.generated_geometry_weight
 
 
-def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """x in the forward pass; its gradient times `scale` in the backward pass."""
-    return x if scale == 1.0 else x.detach() + scale * (x - x.detach())
+def scale_gradient(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """x in the forward pass; its gradient times `scale` (a number, or a tensor broadcast to
+    x) in the backward pass."""
+    if isinstance(scale, float) and scale == 1.0:
+        return x
+    return x.detach() + scale * (x - x.detach())
+
+
+def photo_seen(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, photo: TrainingFrame) -> torch.Tensor:
+    """(N,) in [0, 1]: how well the captured photo sees each Gaussian (`photo_visibility`, on
+    the CPU: a z-buffer of a few numbers per Gaussian)."""
+    with torch.no_grad():
+        vertices = body.forward(avatar.shape[None], photo.pose).vertices[0]
+        normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(vertices[None], body.faces)[0]), dim=-1)
+        points = rig.pose_points(rig.rest_points + avatar.offsets, photo.pose)[0]
+    cpu = torch.device("cpu")
+    seen = photo_visibility(points.to(cpu), normals.to(cpu), photo.camera, photo.mask.to(cpu))
+    return seen.to(avatar.offsets.device)
 
 
 @dataclass
@@ -217,6 +236,10 @@ def optimize_persona(
     frames = training_set.frames
     parts = part_features(body, rig.weights)
     targets = [frame_targets(f, avatar, rig, parts, config) for f in frames]
+    # How well the photo sees each Gaussian (N, 1): the photo's identity is protected where it
+    # sees the person; elsewhere (the back, under the arms) only generated frames can teach colour.
+    captured_frames = [f for f in frames if f.captured]
+    seen = (photo_seen(avatar, body, rig, captured_frames[0]) if captured_frames else torch.zeros(len(rig.weights), device=device))[:, None]
 
     # Parameters
     offsets = avatar.offsets.clone().requires_grad_(True)
@@ -237,10 +260,14 @@ def optimize_persona(
         groups.append({"params": list(refinement.parameters()), "lr": config.lr_pose})
     optimizer = torch.optim.Adam(groups, fused=device.type == "cuda")  # one kernel for all parameters on a GPU
     initial_log_scale = avatar.log_scales.clone()
-    sampler = iter(BalancedSampler(
+    balanced = BalancedSampler(
         [i for i, f in enumerate(frames) if f.captured], [i for i, f in enumerate(frames) if not f.captured],
         config.balanced_sampling, config.seed,
-    ))  # fmt: skip
+    )  # fmt: skip
+    # `iterations` is the length of the balanced schedule; the schedule is a number of epochs
+    # (as PERSONA's), which takes fewer steps when the photo is not repeated.
+    iterations = balanced.steps_for(config.iterations)
+    sampler = iter(balanced)
     background = torch.cat([torch.ones(3, device=device), torch.zeros(parts.shape[1], device=device)])
     rest_normals = None  # only frames with normal maps need them
     if any(t.normal is not None for t in targets):
@@ -248,13 +275,13 @@ def optimize_persona(
             rest_vertices = body.rest_vertices(training_set.shape[None])
             rest_normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(rest_vertices, body.faces)[0]), dim=-1)
     posing = body.posing(training_set.shape[None])
-    decay_step = int(config.decay_at * config.iterations)
-    stats = PersonaStats(0.0, config.iterations)
+    decay_step = int(config.decay_at * iterations)
+    stats = PersonaStats(0.0, iterations)
     losses = []  # kept on the device: reading them each time would wait for the GPU
     synchronize(device)
     loop_start = time.perf_counter()
 
-    for step in range(config.iterations):
+    for step in range(iterations):
         decay_learning_rates(optimizer, step, decay_step)
         k = next(sampler)
         frame, target = frames[k], targets[k]
@@ -268,10 +295,15 @@ def optimize_persona(
         else:
             means = blend_points(rig.weights, transforms, canonical)[0]
         image_weight, color_scale, geometry_weight = config.frame_weights(frame.captured)
-        logits = color_logits if frame.captured else scale_gradient(color_logits, color_scale) + generated_colors
+        if frame.captured:
+            logits = color_logits
+        else:  # the colour weight and the generated-only colours apply where the photo sees
+            logits = scale_gradient(color_logits, 1 - seen * (1 - color_scale)) + seen * generated_colors
         features = torch.cat([torch.sigmoid(logits), parts], -1)
         out = render_isotropic(means, log_scales, features, target.camera, background)
         rgb, part_map = out.features[..., :3], out.features[..., 3:]
+        if config.color_correction and not frame.captured:
+            rgb = correct_colors(rgb, out.alpha, target.image, target.mask, config.color_correction_ridge)
 
         l1 = ((rgb - target.image).abs().mean(-1) * target.pixel_weight).mean()
         image_loss = (1 - config.ssim_weight) * l1 + config.ssim_weight * (1 - ssim(rgb, target.image))
@@ -304,6 +336,8 @@ def optimize_persona(
             loss = loss + config.triplane_tv_weight * tv
         if config.refine_poses:
             loss = loss + config.pose_weight * refinement.penalty()
+        if config.residual_weight > 0 and not frame.captured:
+            loss = loss + config.residual_weight * generated_colors.square().mean()
         loss.backward()
         optimizer.step()
         with torch.no_grad():
@@ -319,7 +353,7 @@ def optimize_persona(
         if step % 10 == 0:
             losses.append(loss.detach())
             if progress is not None:
-                progress(step / config.iterations, f"optimising the avatar on {len(frames)} frames ({step}/{config.iterations})")
+                progress(step / iterations, f"optimising the avatar on {len(frames)} frames ({step}/{iterations})")
     synchronize(device)
     stats.loop_seconds = time.perf_counter() - loop_start
     stats.losses = torch.stack(losses).tolist() if losses else []
@@ -349,3 +383,23 @@ def _posed_normals(weights: torch.Tensor, rest_normals: torch.Tensor, transforms
     weights (N, J) and transforms (1, J, 4, 4)."""
     R = torch.einsum("nj,jab->nab", weights, transforms[0, :, :3, :3])
     return F.normalize((R @ rest_normals[..., None])[..., 0], dim=-1)
+
+
+def correct_colors(rgb: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ridge: float) -> torch.Tensor:
+    """rgb: (h, w, 3) render on white; alpha (h, w); target (h, w, 3) on white; mask (h, w).
+    The person's colours mapped by the affine colour transform (3x3 + bias, ridge towards the
+    identity, solved in closed form on the pixels inside both silhouettes, no gradient through
+    the solve) that best matches the target: a generated frame's global colour drift."""
+    with torch.no_grad():
+        inside = ((alpha > 0.5) & (mask > 0.5)).reshape(-1)
+        a = alpha.reshape(-1, 1)
+        person = (rgb.reshape(-1, 3) - (1 - a)) / a.clamp(min=1e-3)
+        X = torch.cat([person, torch.ones_like(a)], 1) * inside[:, None]
+        Y = target.reshape(-1, 3) * inside[:, None]
+        n = inside.sum().clamp(min=1)
+        prior = torch.cat([torch.eye(3, device=rgb.device), torch.zeros(1, 3, device=rgb.device)])
+        lhs = X.T @ X / n + ridge * torch.eye(4, device=rgb.device)
+        rhs = X.T @ Y / n + ridge * prior
+        W = torch.linalg.solve(lhs, rhs)  # (4, 3)
+    premult = rgb - (1 - alpha[..., None])
+    return premult @ W[:3] + alpha[..., None] * W[3] + (1 - alpha[..., None])

@@ -26,6 +26,20 @@ class BalancedSampler:
         self.captured, self.generated, self.balanced = list(captured), list(generated), balanced
         self.generator = torch.Generator().manual_seed(seed)
 
+    @property
+    def epoch_length(self) -> int:
+        """Frames per epoch: twice the generated frames when balanced, else every frame once."""
+        if self.balanced and self.generated:
+            return 2 * len(self.generated)
+        return len(self.captured) + len(self.generated)
+
+    def steps_for(self, balanced_steps: int) -> int:
+        """Steps that cover as many epochs as `balanced_steps` steps of the balanced schedule do
+        (PERSONA counts its schedule in epochs: without balancing an epoch is shorter)."""
+        if not self.generated:
+            return balanced_steps
+        return max(1, round(balanced_steps * self.epoch_length / (2 * len(self.generated))))
+
     def epoch(self) -> list[int]:
         """One epoch: the generated frames once each, and the captured frames cycled to the
         same count (once each when not balanced or when there are no generated frames),

@@ -74,6 +74,20 @@ def _zbuffer_visible(pixels: torch.Tensor, depth: torch.Tensor, camera: Camera, 
     return inside & (depth <= zbuf[flat] + config.depth_tolerance)
 
 
+def photo_visibility(points: torch.Tensor, normals: torch.Tensor, camera: Camera, mask: torch.Tensor, config: TextureConfig = TextureConfig()) -> torch.Tensor:
+    """(N,) in [0, 1]: how well the photo sees each surface point. points: (N, 3) posed as in
+    the photo, normals: (N, 3) unit; mask: (H, W) the person mask. 0 where hidden behind other
+    points (z-buffer), outside the mask, or seen more obliquely than `min_facing`; rising to 1
+    where the point faces the camera at 60 degrees or better (cos 0.5)."""
+    pixels, depth = camera.project(points)
+    to_camera = camera.center[None].to(points) - points
+    facing = (normals * to_camera / to_camera.norm(dim=-1, keepdim=True)).sum(-1)
+    in_mask = _sample(mask[..., None], pixels)[:, 0] > 0.5
+    on_image = (pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < camera.height)
+    seen = _zbuffer_visible(pixels, depth, camera, config) & in_mask & on_image
+    return seen.float() * ((facing - config.min_facing) / (0.5 - config.min_facing)).clamp(0, 1)
+
+
 def mesh_adjacency(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
     """Row-normalised (V, V) sparse CSR adjacency of the mesh (mean of the neighbours).
     CSR, because its products are ~40x faster than COO's on the CPU."""

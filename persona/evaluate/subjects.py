@@ -11,9 +11,12 @@ It is rendered as dense Gaussians (one level finer than the avatar) with the pro
 renderer, so the ground truth of any pose and view is exact.
 
 Generated training frames are rendered from the same simulator with imperfections like a video
-diffusion model's (`Imperfections`): per-frame colour jitter, a colour drift and an identity
-drift (the texture changes hue) that grow along each clip, and shape noise (the garment's
-amplitude varies per frame, the mask is eroded or dilated by a pixel).
+diffusion model's (`Imperfections`), growing along each clip as the view leaves the photo's:
+per-frame colour jitter and a global colour drift; an identity drift that is local, as a
+video model's is (a few regions of the body, drawn per clip, change hue, and the texture's
+fine detail, stripes and patterns, washes out), so no global colour correction can undo it;
+and shape noise (the garment's amplitude varies per frame, the mask is eroded or dilated by a
+pixel).
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ class Imperfections:
 
     color_jitter: float = 0.04  # std of a per-frame, per-channel gain
     color_drift: float = 0.12  # brightness gain reached at the end of a clip
-    identity_drift: float = 0.35  # fraction of the way to a hue-rotated texture at a clip's end
+    identity_drift: float = 0.35  # fraction of the way to a hue-rotated colour at a clip's end, in the drifting regions
     shape_noise: float = 0.3  # std of the garment amplitude's per-frame factor
     mask_noise: int = 1  # pixels of random erosion or dilation of the mask
+    detail_loss: float = 0.5  # fraction of the texture's fine detail washed out at a clip's end
+    drift_regions: int = 6  # regions whose hue drifts, drawn per clip
+    drift_radius: float = 0.15  # metres, the regions' size (Gaussian falloff)
+    detail_size: float = 0.08  # metres, the scale below which detail washes out
 
 
 @dataclass
@@ -197,10 +204,29 @@ def garment_offsets(subject: Subject, body: BodyModel, pose: BodyPose, amplitude
     return out
 
 
-def hue_rotated(colors: torch.Tensor, amount: float) -> torch.Tensor:
-    """Colours (..., 3) moved `amount` of the way to their channel-rotated version (a simple,
-    visible change of identity: red tops turn green-ish)."""
-    return torch.lerp(colors, colors.roll(1, -1), amount)
+def drifted_colors(subject: Subject, imperfections: Imperfections, generator: torch.Generator) -> torch.Tensor:
+    """(M, 3) the subject's colours at the end of a clip whose identity drifts: in
+    `drift_regions` random regions of the body (Gaussian falloff of `drift_radius` around random
+    surface points) the colours move up to `identity_drift` of the way to a channel-rotated
+    version (red turns green-ish, or blue-ish), and everywhere the detail finer than
+    `detail_size` (the colour's departure from its local mean) fades by `detail_loss`."""
+    colors, points = subject.colors, subject.rest_points
+    # Detail: the colour's departure from the mean over its `detail_size` voxel.
+    cell = torch.floor((points - points.min(0).values) / imperfections.detail_size).long()
+    _, voxel = torch.unique(cell, dim=0, return_inverse=True)
+    count = torch.zeros(int(voxel.max()) + 1, device=colors.device).index_add_(0, voxel, torch.ones_like(colors[:, 0]))
+    mean = torch.zeros(len(count), 3, device=colors.device).index_add_(0, voxel, colors) / count[:, None]
+    out = torch.lerp(colors, mean[voxel], imperfections.detail_loss)
+    # Regions: random centres on the surface, each rotating the channels one way or the other.
+    k = imperfections.drift_regions
+    if k > 0 and imperfections.identity_drift > 0:
+        centres = points[torch.randint(len(points), (k,), generator=generator, device="cpu").to(points.device)]  # (k, 3)
+        shifts = (1 + torch.randint(2, (k,), generator=generator, device="cpu")).tolist()
+        weight = torch.exp(-(points[:, None] - centres[None]).square().sum(-1) / (2 * imperfections.drift_radius**2))  # (M, k)
+        for r, shift in enumerate(shifts):
+            amount = imperfections.identity_drift * weight[:, r : r + 1]
+            out = torch.lerp(out, out.roll(shift, -1), amount)
+    return out.clamp(0, 1)
 
 
 def render_subject(
@@ -228,11 +254,13 @@ def imperfect_frame(
     progress_in_clip: float,
     imperfections: Imperfections,
     generator: torch.Generator,
+    drifted: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1})."""
+    """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1}).
+    drifted: (M, 3) the clip's colours at its end (`drifted_colors`; None: no identity drift)."""
     # The draws come from a CPU generator (also when the subject lives on a GPU).
     amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator, device="cpu"))
-    colors = hue_rotated(subject.colors, imperfections.identity_drift * progress_in_clip)
+    colors = subject.colors if drifted is None else torch.lerp(subject.colors, drifted, progress_in_clip)
     image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
     gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator, device="cpu").to(image.device)
     background = 1 - alpha[..., None]
