@@ -40,6 +40,60 @@ def test_balanced_sampler_cycles_several_captured_frames():
     assert sorted(next(stream) for _ in range(8)) == [0, 0, 0, 0, 1, 1, 2, 2]  # epoch after epoch
 
 
+def test_the_schedule_counts_epochs_so_unbalanced_sampling_takes_fewer_steps():
+    balanced = BalancedSampler([0], list(range(1, 25)))
+    unbalanced = BalancedSampler([0], list(range(1, 25)), balanced=False)
+    assert balanced.epoch_length == 48 and unbalanced.epoch_length == 25
+    assert balanced.steps_for(240) == 240  # 5 epochs of 48
+    assert unbalanced.steps_for(240) == 125  # the same 5 epochs of 25: each generated frame 5 times either way
+    assert BalancedSampler([0], [], balanced=True).steps_for(10) == 10  # photo only
+
+
+# --- colours: per-frame correction, photo visibility ------------------------------------------
+
+
+def test_colour_correction_undoes_a_global_affine_drift_and_keeps_the_background():
+    from persona.avatar.optimize import correct_colors
+
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.zeros(16, 16)
+    alpha[3:13, 4:12] = 1.0
+    person = torch.rand(16, 16, 3, generator=g)
+    render = person * alpha[..., None] + (1 - alpha[..., None])  # on white
+    A = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 1.1]])
+    b = torch.tensor([0.05, -0.02, 0.0])
+    target = (person @ A.T + b) * alpha[..., None] + (1 - alpha[..., None])
+    exact = correct_colors(render, alpha, target, alpha, ridge=0.0)
+    assert torch.allclose(exact, target, atol=1e-4)
+    assert torch.equal(exact[0, 0], torch.ones(3))  # the background stays white
+    damped = correct_colors(render, alpha, target, alpha, ridge=10.0)  # a strong ridge keeps it near the identity
+    assert (damped - render).abs().mean() < 0.2 * (target - render).abs().mean()
+    render.requires_grad_(True)
+    correct_colors(render, alpha, target, alpha, ridge=0.05).sum().backward()  # differentiable in the render
+    assert render.grad is not None and render.grad.abs().sum() > 0
+
+
+def test_photo_visibility_sees_front_facing_unoccluded_points_only():
+    from persona.avatar.texture import TextureConfig, photo_visibility
+    from persona.camera import Camera
+
+    camera = Camera(torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])), 40.0, 40.0, 32.0, 32.0, 64, 64)  # looks down -Z
+    xy = torch.stack(torch.meshgrid(torch.linspace(-0.3, 0.3, 12), torch.linspace(-0.3, 0.3, 12), indexing="ij"), -1).reshape(-1, 2)
+    front = torch.cat([xy, torch.full((len(xy), 1), -2.0)], 1)  # a plane 2 m in front of the camera
+    behind = front - torch.tensor([0.0, 0.0, 0.5])  # the same plane 0.5 m further, hidden
+    points = torch.cat([front, behind, front[:1]])
+    towards = torch.tensor([0.0, 0.0, 1.0]).expand(len(points), 3).clone()
+    towards[-1] = torch.tensor([0.0, 0.0, -1.0])  # a point facing away
+    mask = torch.ones(64, 64)
+    config = TextureConfig(zbuffer_size=64)  # a z-buffer pixel per image pixel: the plane's points cover it
+    seen = photo_visibility(points, towards, camera, mask, config)
+    n = len(xy)
+    assert (seen[:n] > 0.99).float().mean() > 0.95  # the front plane faces the camera
+    assert seen[n : 2 * n].max() == 0  # occluded
+    assert seen[-1] == 0  # facing away
+    assert photo_visibility(points, towards, camera, torch.zeros(64, 64), config).max() == 0  # outside the mask
+
+
 # --- kinematic regions ------------------------------------------------------------------------
 
 
@@ -359,6 +413,15 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     perfect = Imperfections(0.0, 0.0, 0.0, 0.0, 0)
     image, mask = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, perfect, torch.Generator().manual_seed(0))
     assert torch.allclose(image, exact, atol=1e-6) and torch.equal(mask, (alpha > 0.5).float())
+
+    # Local identity drift: colours change near a few random points only, detail washes out.
+    from persona.evaluate.subjects import drifted_colors
+
+    none = drifted_colors(subject, Imperfections(identity_drift=0.0, detail_loss=0.0), torch.Generator().manual_seed(0))
+    assert torch.allclose(none, subject.colors)
+    one_region = Imperfections(identity_drift=0.5, detail_loss=0.0, drift_regions=1, drift_radius=0.1)
+    change = (drifted_colors(subject, one_region, torch.Generator().manual_seed(0)) - subject.colors).abs().amax(-1)
+    assert change.max() > 0.05 and (change < 0.01).float().mean() > 0.5  # one region of the body, not all of it
 
     avatar, stats = optimize_persona(scene.first_avatar, body, scene.training_set, config.persona)
     assert avatar.deformer is not None and avatar.pose_joints == tuple(body.fit_joints)

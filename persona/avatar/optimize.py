@@ -10,16 +10,21 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   rendered from the driving body pose, where the unclothed body covers the pixel; depth and
   normals where the frame has them) at full weight; the photometric term on the *refined*
   render (the main colours plus a second colour set that only generated frames train, which
-  absorbs their colour drift) teaches the main colours at 0.1 and the shape at full weight
+  absorbs their drift) teaches the main colours at 0.1 and the shape at full weight
   (PERSONA weighs it 0.1 for both, but has depth and normal estimates for every generated
-  frame; with masks alone the shape starves: see `PersonaConfig`). On the captured photo,
+  frame; with masks alone the shape starves: see `PersonaConfig`). The 0.1 and the second
+  colour set apply where the photo sees the Gaussian (`photo_seen`); elsewhere (the back)
+  the generated frames are the only source of colour and teach it at full weight. Each
+  generated frame's render is first matched to the frame by an affine colour transform
+  (`correct_colors`), which absorbs global colour drift. On the captured photo,
   the photometric terms and the mask at full weight (seams of self-occlusion, where the
   body's depth jumps, down-weighted), the other geometry terms at 0.1.
 - Per-frame body pose refinement (small rotations of the driving joints, root rotation and
   translation, each pulled towards zero).
 - Learning rates as PERSONA (1e-3 offsets and deformation, 1e-2 scales and colours, /10 at
-  75% of the iterations); regularisers: squared offsets (static and pose-dependent), total
-  variation of the triplane.
+  75% of the iterations); the schedule counts epochs, as PERSONA's: `iterations` is the
+  balanced schedule's length, and without balancing the same epochs take fewer steps;
+  regularisers: squared offsets (static and pose-dependent), total variation of the triplane.
 
 The ablations of the ground-truth benchmark are switches of `PersonaConfig`.
 """
@@ -96,9 +101,11 @@ class PersonaConfig:
     deform_weight: float = 0.01  # on the mean squared pose-dependent offset, cm^2
     triplane_tv_weight: float = 1e-2  # total variation of the triplane features
     pose_weight: float = 10.0  # on the mean squared pose refinement (rad^2, m^2)
+    # Generated frames: an affine colour transform per frame, solved in closed form with a ridge
+    # towards the identity (`correct_colors`), takes up a video model's global colour drift.
     color_correction: bool = True
     color_correction_ridge: float = 0.05
-    residual_weight: float = 1.0
+    residual_weight: float = 1.0  # on the mean squared generated-only colour residual (logits)
     max_offset: float = 0.08  # metres; static offsets are clipped to this length
     min_scale_ratio: float = 0.6  # scales stay within these ratios of the initial ones
     max_scale_ratio: float = 3.0
