@@ -246,7 +246,7 @@ def optimize_persona(
     # How well the photo sees each Gaussian (N, 1): the photo's identity is protected where it
     # sees the person; elsewhere (the back, under the arms) only generated frames can teach colour.
     captured_frames = [f for f in frames if f.captured]
-    seen = (photo_seen(avatar, body, rig, captured_frames[0]) if captured_frames else torch.zeros(len(rig.weights), device=device))[:, None]
+    in_photo = (photo_seen(avatar, body, rig, captured_frames[0]) if captured_frames else torch.zeros(len(rig.weights), device=device))[:, None]
 
     # Parameters
     offsets = avatar.offsets.clone().requires_grad_(True)
@@ -305,7 +305,7 @@ def optimize_persona(
         if frame.captured:
             logits = color_logits
         else:  # the colour weight and the generated-only colours apply where the photo sees
-            logits = scale_gradient(color_logits, 1 - seen * (1 - color_scale)) + seen * generated_colors
+            logits = scale_gradient(color_logits, 1 - in_photo * (1 - color_scale)) + in_photo * generated_colors
         features = torch.cat([torch.sigmoid(logits), parts], -1)
         out = render_isotropic(means, log_scales, features, target.camera, background)
         rgb, part_map = out.features[..., :3], out.features[..., 3:]
