@@ -97,7 +97,9 @@ def generate_config(preset: Preset, frames_per_motion: int | None, generator: st
     Raises PersonaError on an unknown generator or a frame count outside
     `frames_per_motion_range(preset)`."""
     get_backend(generator)
-    frames = preset.generate.frames_per_motion if frames_per_motion is None else frames_per_motion
+    if frames_per_motion is None:  # the preset's own count: no bounds to check
+        return replace(preset.generate, backend=generator)
+    frames = frames_per_motion
     low, high = frames_per_motion_range(preset)
     if isinstance(frames, bool) or not isinstance(frames, int) or not low <= frames <= high:
         raise PersonaError(
