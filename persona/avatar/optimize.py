@@ -24,7 +24,8 @@ restricted to joints near the point's own) and optimises everything on a `Traini
 - Learning rates as PERSONA (1e-3 deformation, 1e-2 scales and colours, /10 at 75% of the
   iterations; static offsets 0.2 of the Gaussians' mean size per step: 1 mm at 13.7k); the
   schedule counts epochs, as PERSONA's: `iterations` is the balanced schedule's length, and
-  without balancing the same epochs take fewer steps; regularisers: squared offsets (static and pose-dependent), total variation of the triplane.
+  without balancing the same epochs take fewer steps; regularisers: squared offsets (static
+  and pose-dependent), total variation of the triplane.
 
 The ablations of the ground-truth benchmark are switches of `PersonaConfig`.
 """
