@@ -74,6 +74,15 @@ def _zbuffer_visible(pixels: torch.Tensor, depth: torch.Tensor, camera: Camera, 
     return inside & (depth <= zbuf[flat] + config.depth_tolerance)
 
 
+def observed_colors(
+    points: torch.Tensor, normals: torch.Tensor, camera: Camera, image: torch.Tensor, mask: torch.Tensor, config: TextureConfig = TextureConfig()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What one image shows of each surface point: (colours (N, 3), visibility (N,) in [0, 1]
+    as `photo_visibility`). points / normals: (N, 3) posed as in the image; image (H, W, 3)."""
+    visibility = photo_visibility(points, normals, camera, mask, config)
+    return _sample(image, camera.project(points)[0]), visibility
+
+
 def photo_visibility(points: torch.Tensor, normals: torch.Tensor, camera: Camera, mask: torch.Tensor, config: TextureConfig = TextureConfig()) -> torch.Tensor:
     """(N,) in [0, 1]: how well the photo sees each surface point. points: (N, 3) posed as in
     the photo, normals: (N, 3) unit; mask: (H, W) the person mask. 0 where hidden behind other
