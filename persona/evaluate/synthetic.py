@@ -6,7 +6,8 @@ For each synthetic subject (`persona.evaluate.subjects`):
    (the true shape and pose stand in for the fit), Gaussians optimised on the photo;
 3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk and
    dance, orbiting cameras) rendered by the simulator with diffusion-like imperfections;
-4. held-out ground truth: other motions (wave, jump, turn around) from other views, exact;
+4. held-out ground truth: other motions (wave, jump, turn around) from views evenly around
+   the person (front, sides and back alike), exact;
 5. the PERSONA optimisation, for the full method and each ablation, then PSNR, SSIM and
    silhouette IoU on the held-out frames and PSNR at the input view.
 
@@ -37,7 +38,7 @@ from persona.body.model import BodyModel, BodyPose
 from persona.body.weight_field import WeightFieldConfig
 from persona.camera import Camera
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
-from persona.generate.driving import plan_driving
+from persona.generate.driving import orbit_about, plan_driving
 from persona.generate.training_set import CAPTURED, TrainingFrame, TrainingSet
 
 Log = Callable[[str], None]
@@ -147,14 +148,17 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
             frames.append(TrainingFrame(img, mask, frame_pose, cam, captured=False, motion=clip.name, index=i))
     training_set = TrainingSet(frames, shape, "simulator", [c.name for c in plan.clips])
 
-    # Held-out truth: other motions from views between the training views.
-    heldout_plan = plan_driving(
-        body, shape, pose, camera, config.heldout_motions, config.heldout_per_motion + 1, config.resolution, orbit_degrees=300.0
-    )
+    # Held-out truth: other motions, each from `heldout_per_motion` views evenly around the
+    # person, half a step off the photo's (n = 6: 30, 90, ..., 330 degrees), each motion's
+    # turned a further step / (number of motions): together every 20 degrees, so front, sides
+    # and back weigh alike (views from 43 to 257 degrees, as before, left out the front).
+    n = config.heldout_per_motion
+    heldout_plan = plan_driving(body, shape, pose, camera, config.heldout_motions, n + 1, config.resolution)
     heldout = []
-    for clip in heldout_plan.clips:
+    for k, clip in enumerate(heldout_plan.clips):
         for i in range(1, clip.num_frames):  # frame 0 is the photo's pose
-            cam = clip.cameras[i]
+            azimuth = 360.0 * (i - 0.5 + k / len(heldout_plan.clips)) / n
+            cam = orbit_about(clip.cameras[0], heldout_plan.centre, azimuth)
             frame_pose = clip.poses.index(i)
             img, a = render_subject(subject, body, frame_pose, cam)
             heldout.append(TrainingFrame(img, a, frame_pose, cam, captured=False, motion=clip.name, index=i))
