@@ -434,3 +434,32 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     assert plain.deformer is None
     rigid, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, diffused_skinning=False))
     assert rigid.deformer is not None and rigid.skinning is None
+
+
+def test_unseen_colors_come_from_the_frames_that_see_the_back(body):
+    """The photo's unseen side takes the mean colour the generated frames show of it; what the
+    photo sees keeps the photo's colour."""
+    from persona.avatar.optimize import frame_view, unseen_colors
+    from persona.evaluate.synthetic import photo_setup
+    from persona.generate.driving import body_centre, orbit_about
+    from persona.generate.training_set import TrainingFrame
+
+    shape = torch.full((len(body.shape_names),), 0.5)
+    pose, camera = photo_setup(body, shape, (48, 64))
+    avatar = initial_avatar(body, shape, pose, camera, torch.full((len(body.skin_weights), 3), 0.5), AvatarConfig(subdivision=0))
+    rig = AvatarRig(body, avatar)
+    everywhere = torch.ones(camera.height, camera.width)
+    photo = TrainingFrame(torch.full((64, 48, 3), 0.5), everywhere, pose, camera, captured=True, motion="photo")
+    behind = orbit_about(camera, body_centre(body, shape, pose), 180.0)
+    red = torch.zeros(64, 48, 3)
+    red[..., 0] = 1.0
+    back_view = TrainingFrame(red, everywhere, pose, behind, captured=False, motion="walk")
+    in_photo = frame_view(avatar, body, rig, photo)[1]
+    in_back = frame_view(avatar, body, rig, back_view)[1]
+    colors = unseen_colors(avatar, body, rig, [back_view], in_photo)
+    front_only, back_only = (in_photo > 0.99) & (in_back == 0), (in_photo == 0) & (in_back > 0.99)
+    assert front_only.sum() > 100 and back_only.sum() > 100
+    assert torch.allclose(colors[front_only], avatar.colors[front_only])  # the photo's colour kept
+    assert torch.allclose(colors[back_only], red[0, 0].expand(int(back_only.sum()), 3), atol=0.01)  # the frames' colour
+    neither = (in_photo == 0) & (in_back == 0)
+    assert torch.allclose(colors[neither], avatar.colors[neither])  # nothing seen: the photo's fill stays
