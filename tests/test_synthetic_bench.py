@@ -1,5 +1,5 @@
 """The ground-truth benchmark's runner on a tiny configuration: the JSON record's shape.
-(Its one-process-per-subject mode runs in the full benchmark on a GPU.)"""
+(The full run on a GPU runs each subject in its own process: tested here on the CPU.)"""
 
 from __future__ import annotations
 
@@ -31,3 +31,18 @@ def test_the_record_holds_every_variant_for_every_subject(body):
         assert 0.5 < metrics["iou_heldout"] <= 1 and metrics["psnr_heldout"] > 10
     assert list(record["per_subject"]) == ["ada", "ben"] and record["config"]["subjects"] == 2
     assert set(record["per_subject"]["ben"]) == {"first_avatar", *two}
+
+
+def test_one_process_per_subject_gives_the_same_record(body):
+    """The GPU mode (here on the CPU): each subject in a spawned process."""
+    from dataclasses import replace
+
+    config = replace(TINY, variants=("full", "no_pose_deformation"))
+    alone = run_synthetic_benchmark(body, config, log=lambda message: None)
+    spread = run_synthetic_benchmark(body, config, log=lambda message: None, parallel=True)
+    assert spread["per_subject"].keys() == alone["per_subject"].keys()
+    for subject, runs in alone["per_subject"].items():
+        assert spread["per_subject"][subject].keys() == runs.keys()
+        for name, metrics in runs.items():
+            for key, value in metrics.items():
+                assert abs(spread["per_subject"][subject][name][key] - value) < 1e-3, (subject, name, key)

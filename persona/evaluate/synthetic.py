@@ -71,8 +71,8 @@ class SyntheticConfig:
     ))  # PERSONA's deformer sizes (the high preset's)
     imperfections: Imperfections = field(default_factory=Imperfections)
     device: str = "cpu"
-    # Names in VARIANTS. The full run leaves out no_diffused_skinning to fit one GPU call
-    # (219k Gaussians, every subject and variant side by side); the quick run has all.
+    # Names in VARIANTS. The full run leaves out no_diffused_skinning to fit one 10-minute GPU
+    # call (219k Gaussians, three subjects side by side); the quick run has all.
     variants: tuple[str, ...] = ("full", "no_balanced_sampling", "no_geometry_weighting", "no_pose_deformation")
 
 
@@ -206,11 +206,8 @@ def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str,
     }
 
 
-def run_subject(
-    body: BodyModel, index: int, config: SyntheticConfig, log: Log = print, variants: tuple[str, ...] | None = None
-) -> tuple[dict, dict[str, float]]:
-    """The variants (default: `config.variants`) on subject `index`: ({variant: metrics},
-    {variant: seconds}), the first avatar's included."""
+def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log = print) -> tuple[dict, dict[str, float]]:
+    """Every variant on subject `index`: ({variant: metrics}, {variant: seconds})."""
     spec = SUBJECTS[index]
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -220,7 +217,7 @@ def run_subject(
     seconds["first_avatar"] = time.perf_counter() - t
     results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
     log(f"{spec.name}: first avatar {results['first_avatar']}")
-    for name in config.variants if variants is None else variants:
+    for name in config.variants:
         switches = VARIANTS[name]
         t = time.perf_counter()
         avatar, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, **switches))
@@ -230,40 +227,30 @@ def run_subject(
     return results, seconds
 
 
-def _variant_in_worker(index: int, variant: str, config: SyntheticConfig) -> tuple[dict, dict[str, float]]:
+def _subject_in_worker(index: int, config: SyntheticConfig) -> tuple[dict, dict[str, float]]:
     from persona.body.anny_model import load_anny
 
-    return run_subject(load_anny(config.device), index, config, lambda m: print(m, flush=True), (variant,))
+    return run_subject(load_anny(config.device), index, config, log=lambda m: print(m, flush=True))
 
 
 def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log = print, parallel: bool = False) -> dict:
     """Every variant on every subject; returns the JSON record (means over subjects, and per
-    subject). parallel: one process per subject and variant (for a GPU; `config.device` names it)."""
+    subject). parallel: one process per subject (for a GPU; `config.device` names it)."""
     from persona.benchmark import machine
     from persona.pipeline import versions
 
     start = time.perf_counter()
     per_subject: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {name: 0.0 for name in ["first_avatar", *config.variants]}
-    if parallel:
-        # One process per subject and variant: the loop is bound by the CPU launching small
-        # GPU kernels, so runs side by side fill the GPU (spawned: CUDA does not survive a
-        # fork). Each process builds its subject's scene (deterministic: the same in all).
-        jobs = [(s, v) for s in range(config.subjects) for v in config.variants]
+    if parallel and config.subjects > 1:
+        # One process per subject: the loop is bound by the CPU launching small GPU kernels,
+        # so subjects side by side fill the GPU (spawned: CUDA does not survive a fork).
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
-            outcomes = list(pool.map(_variant_in_worker, *zip(*jobs), [config] * len(jobs)))
-        merged: dict[int, tuple[dict, dict[str, float]]] = {}
-        for (s, _), (results, run_seconds) in zip(jobs, outcomes):
-            if s in merged:  # the first avatar's time once per subject
-                run_seconds = {k: v for k, v in run_seconds.items() if k != "first_avatar"}
-            merged.setdefault(s, ({}, {}))
-            merged[s][0].update(results)
-            merged[s][1].update(run_seconds)
-        subject_outcomes = [merged[s] for s in range(config.subjects)]
+        with ProcessPoolExecutor(config.subjects, mp_context=context) as pool:
+            outcomes = list(pool.map(_subject_in_worker, range(config.subjects), [config] * config.subjects))
     else:
-        subject_outcomes = [run_subject(body, s, config, log) for s in range(config.subjects)]
-    for spec, (results, subject_seconds) in zip(SUBJECTS, subject_outcomes):
+        outcomes = [run_subject(body, s, config, log) for s in range(config.subjects)]
+    for spec, (results, subject_seconds) in zip(SUBJECTS, outcomes):
         per_subject[spec.name] = results
         for name, value in subject_seconds.items():
             seconds[name] += value
@@ -290,7 +277,7 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
 
 
 def write_synthetic_benchmark(body: BodyModel, quick: bool, out: Path | None = None, log: Log = print) -> Path:
-    """The quick run (2-core CPU) or the full one (a GPU: subjects and variants in parallel processes)."""
+    """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
     record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
