@@ -13,7 +13,7 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   absorbs their drift) teaches the main colours at 0.1 and the shape at full weight
   (PERSONA weighs it 0.1 for both, but has depth and normal estimates for every generated
   frame; with masks alone the shape starves: see `PersonaConfig`). The 0.1 and the second
-  colour set apply where the photo sees the Gaussian (`photo_seen`); elsewhere (the back)
+  colour set apply where the photo sees the Gaussian (`frame_view`); elsewhere (the back)
   the generated frames are the only source of colour and teach it at full weight. Each
   generated frame's render is first matched to the frame by an affine colour transform
   (`correct_colors`), which absorbs global colour drift. On the captured photo,
@@ -21,7 +21,9 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   body's depth jumps, down-weighted), the other geometry terms at 0.1.
 - Per-frame body pose refinement (small rotations of the driving joints, root rotation and
   translation, each pulled towards zero).
-- Learning rates as PERSONA (1e-3 deformation, 1e-2 scales and colours, /10 at 75% of the
+- Where the photo does not see a Gaussian, its colour starts from the generated frames that
+  see it (`unseen_colors`).
+- Learning rates as PERSONA (1e-3 deformation, 1e-2 scales; colours 3e-2, /10 at 75% of the
   iterations; static offsets 0.2 of the Gaussians' mean size per step: 1 mm at 13.7k); the
   schedule counts epochs, as PERSONA's: `iterations` is the balanced schedule's length, and
   without balancing the same epochs take fewer steps; regularisers: squared offsets (static
