@@ -143,14 +143,13 @@ def scale_gradient(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor
 
 
 def frame_view(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frame: TrainingFrame) -> tuple[torch.Tensor, torch.Tensor]:
-    """What a frame shows of each Gaussian (`observed_colors`, on the CPU: a z-buffer of a few
-    numbers per Gaussian): (colours (N, 3), visibility (N,) in [0, 1]) on the CPU."""
+    """What a frame shows of each Gaussian (`observed_colors`): (colours (N, 3), visibility (N,)
+    in [0, 1]) on the avatar's device."""
     with torch.no_grad():
         vertices = body.forward(avatar.shape[None], frame.pose).vertices[0]
         normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(vertices[None], body.faces)[0]), dim=-1)
         points = rig.pose_points(rig.rest_points + avatar.offsets, frame.pose)[0]
-    cpu = torch.device("cpu")
-    return observed_colors(points.to(cpu), normals.to(cpu), frame.camera, frame.image.to(cpu), frame.mask.to(cpu))
+        return observed_colors(points, normals, frame.camera, frame.image.to(points.device), frame.mask.to(points.device))
 
 
 def unseen_colors(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frames: list[TrainingFrame], in_photo: torch.Tensor) -> torch.Tensor:
@@ -159,14 +158,13 @@ def unseen_colors(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frame
     fill of its unseen side (a mirrored front, a head's back blended from hair and face) is a
     guess; the frames that see the back are evidence, and the optimisation's few steps per
     Gaussian refine colours better than they carry them across the colour space."""
-    total, weight = torch.zeros(len(in_photo), 3), torch.zeros(len(in_photo), 1)
+    total, weight = torch.zeros_like(avatar.colors), torch.zeros_like(avatar.colors[:, :1])
     for frame in frames:
         colors, visibility = frame_view(avatar, body, rig, frame)
         total += visibility[:, None] * colors
         weight += visibility[:, None]
-    device = avatar.colors.device
-    mean = (total / weight.clamp(min=1e-6)).to(device)
-    trust = ((1 - in_photo) * weight.clamp(max=1).to(device)[:, 0])[:, None]  # no frame sees it: keep the fill
+    mean = total / weight.clamp(min=1e-6)
+    trust = ((1 - in_photo) * weight.clamp(max=1)[:, 0])[:, None]  # no frame sees it: keep the fill
     return torch.lerp(avatar.colors, mean, trust)
 
 
@@ -274,7 +272,7 @@ def optimize_persona(
     # How well the photo sees each Gaussian (N, 1): the photo's identity is protected where it
     # sees the person; elsewhere (the back, under the arms) only generated frames can teach colour.
     captured_frames = [f for f in frames if f.captured]
-    in_photo = frame_view(avatar, body, rig, captured_frames[0])[1].to(device) if captured_frames else torch.zeros(len(rig.weights), device=device)
+    in_photo = frame_view(avatar, body, rig, captured_frames[0])[1] if captured_frames else torch.zeros(len(rig.weights), device=device)
     generated_frames = [f for f in frames if not f.captured]
     start_colors = unseen_colors(avatar, body, rig, generated_frames, in_photo) if config.unseen_from_frames and generated_frames else avatar.colors
     in_photo = in_photo[:, None]

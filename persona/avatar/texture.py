@@ -67,7 +67,7 @@ def _zbuffer_visible(pixels: torch.Tensor, depth: torch.Tensor, camera: Camera, 
     ij = (pixels * scale).floor().long()
     inside = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
     flat = (ij[:, 1].clamp(0, h - 1) * w + ij[:, 0].clamp(0, w - 1))
-    zbuf = torch.full((h * w,), float("inf"))
+    zbuf = torch.full((h * w,), float("inf"), device=depth.device)
     zbuf.scatter_reduce_(0, flat[inside], depth[inside], reduce="amin")
     # Close the pinholes between splatted vertices with a 3x3 min filter.
     zbuf = -torch.nn.functional.max_pool2d(-zbuf.view(1, 1, h, w), 3, 1, 1).view(-1)

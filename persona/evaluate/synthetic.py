@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -71,9 +72,7 @@ class SyntheticConfig:
     ))  # PERSONA's deformer sizes (the high preset's)
     imperfections: Imperfections = field(default_factory=Imperfections)
     device: str = "cpu"
-    # Names in VARIANTS. The full run leaves out no_diffused_skinning to fit one 10-minute GPU
-    # call (219k Gaussians, three subjects side by side); the quick run has all.
-    variants: tuple[str, ...] = ("full", "no_balanced_sampling", "no_geometry_weighting", "no_pose_deformation")
+    variants: tuple[str, ...] = tuple(VARIANTS)  # names in VARIANTS
 
 
 QUICK = SyntheticConfig(
@@ -83,7 +82,6 @@ QUICK = SyntheticConfig(
         iterations=240, deform=DeformConfig(triplane_channels=8, triplane_resolution=32, hidden=64),
         skinning=WeightFieldConfig(resolution=40),
     ),
-    variants=tuple(VARIANTS),
 )  # fmt: skip
 
 
@@ -95,6 +93,10 @@ class Scene:
     training_set: TrainingSet
     first_avatar: GaussianAvatar
     heldout: list[TrainingFrame]
+    # The subject made at the avatar's level: its Gaussians are the avatar's, one for one, so
+    # the avatar's shape can be scored with the true colours and the true shape with the
+    # avatar's colours (which part of the error is shape, which is colour).
+    at_avatar_level: Subject
     photo_seconds: float = 0.0  # the first avatar's optimisation on the photo
 
 
@@ -162,7 +164,8 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
             frame_pose = clip.poses.index(i)
             img, a = render_subject(subject, body, frame_pose, cam)
             heldout.append(TrainingFrame(img, a, frame_pose, cam, captured=False, motion=clip.name, index=i))
-    return Scene(subject, training_set, first, heldout, photo_stats.seconds)
+    at_avatar_level = make_subject(body, subject.spec, config.avatar_level)
+    return Scene(subject, training_set, first, heldout, at_avatar_level, photo_stats.seconds)
 
 
 def _box(*masks: torch.Tensor, margin: int = 4) -> tuple[slice, slice]:
@@ -181,21 +184,32 @@ class FrameScores:
     iou: float
 
 
+def frame_scores(image: torch.Tensor, alpha: torch.Tensor, truth: TrainingFrame) -> FrameScores:
+    """A render (image (H, W, 3) on white, alpha (H, W)) against one ground-truth frame."""
+    ys, xs = _box(alpha, truth.mask)
+    a, b = image.clamp(0, 1)[ys, xs], truth.image[ys, xs]
+    return FrameScores(psnr(a, b), float(ssim(a, b)), iou(alpha, truth.mask))
+
+
 def score(avatar: GaussianAvatar, rig: AvatarRig, truth: TrainingFrame) -> FrameScores:
-    """The avatar against one ground-truth frame (image on white and alpha)."""
+    """The avatar against one ground-truth frame."""
     with torch.no_grad():
         means = rig.posed_means(avatar, truth.pose)[0]
         out = render_gaussians(avatar, means, truth.camera, torch.ones(3))
-    ys, xs = _box(out.alpha, truth.mask)
-    a, b = out.features.clamp(0, 1)[ys, xs], truth.image[ys, xs]
-    return FrameScores(psnr(a, b), float(ssim(a, b)), iou(out.alpha, truth.mask))
+    return frame_scores(out.features, out.alpha, truth)
 
 
 def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str, float]:
+    """Held-out PSNR / SSIM / IoU and input-view PSNR / IoU; and the held-out PSNR of the
+    avatar's shape with the true colours and of the true shape with the avatar's colours."""
     rig = AvatarRig(body, avatar)
     held = [score(avatar, rig, f) for f in scene.heldout]
     photo = scene.training_set.captured[0]
     at_input = score(avatar, rig, TrainingFrame(photo.image, photo.mask, avatar.photo_pose, photo.camera, True, CAPTURED))
+    true_colors = replace(avatar, colors=scene.at_avatar_level.colors)
+    shape_only = [score(true_colors, rig, f) for f in scene.heldout]
+    with torch.device(body.faces.device):  # the subject's garment is made on the default device
+        colors_only = [frame_scores(*render_subject(scene.at_avatar_level, body, f.pose, f.camera, colors=avatar.colors), f) for f in scene.heldout]
     mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
     return {
         "psnr_heldout": mean([s.psnr for s in held]),
@@ -203,6 +217,8 @@ def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str,
         "iou_heldout": mean([s.iou for s in held]),
         "psnr_input_view": at_input.psnr,
         "iou_input_view": at_input.iou,
+        "psnr_heldout_true_colors": mean([s.psnr for s in shape_only]),
+        "psnr_heldout_true_shape": mean([s.psnr for s in colors_only]),
     }
 
 
@@ -227,9 +243,16 @@ def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log =
     return results, seconds
 
 
+def worker_threads(processes: int) -> int:
+    """CPU threads for each of `processes` workers: they share the machine's cores (each with
+    all of them, as by default, oversubscribes the CPU: 12 workers on 16 cores crawled)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def _subject_in_worker(index: int, config: SyntheticConfig) -> tuple[dict, dict[str, float]]:
     from persona.body.anny_model import load_anny
 
+    torch.set_num_threads(worker_threads(config.subjects))
     return run_subject(load_anny(config.device), index, config, log=lambda m: print(m, flush=True))
 
 
