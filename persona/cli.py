@@ -137,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument("--quick", action="store_true", help="synthetic: the 2-core CPU version (about 10 minutes)")
     bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="synthetic: where to run it")
+    bench.add_argument(
+        "--variants", default=None,
+        help="synthetic: comma-separated variants to run (default all: full and its ablations), e.g. to split the full run over calls",
+    )  # fmt: skip
     bench.add_argument("--presets", default="preview,standard,high", help="gpu: comma-separated presets to time")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
     bench.add_argument("--preset", choices=list(PRESETS), default="preview")
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                 from persona.pipeline import resolve_device
 
                 body = load_anny(str(resolve_device(args.device)))
-                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True)))
+                variants = tuple(args.variants.split(",")) if args.variants else None
+                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True), variants=variants))
             elif args.command == "bench" and args.target == "gpu":
                 from persona.body.anny_model import load_anny
                 from persona.evaluate.gpu_bench import write_gpu_benchmark

@@ -54,3 +54,14 @@ def test_one_process_per_subject_gives_the_same_record(body):
         for name, metrics in runs.items():
             for key, value in metrics.items():
                 assert abs(spread["per_subject"][subject][name][key] - value) < 1e-3, (subject, name, key)
+
+
+def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
+    import pytest
+
+    from persona.errors import PersonaError
+    from persona.evaluate.synthetic import write_synthetic_benchmark
+
+    with pytest.raises(PersonaError, match="no_such_thing"):
+        write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("full", "no_such_thing"))
+    assert not (tmp_path / "record.json").exists()

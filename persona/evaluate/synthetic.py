@@ -38,6 +38,7 @@ from persona.avatar.train import AvatarConfig, initial_avatar, optimize_on_photo
 from persona.body.model import BodyModel, BodyPose
 from persona.body.weight_field import WeightFieldConfig
 from persona.camera import Camera
+from persona.errors import PersonaError
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
 from persona.generate.driving import orbit_about, plan_driving
 from persona.generate.training_set import CAPTURED, TrainingFrame, TrainingSet
@@ -299,9 +300,17 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
     }
 
 
-def write_synthetic_benchmark(body: BodyModel, quick: bool, out: Path | None = None, log: Log = print) -> Path:
-    """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes)."""
+def write_synthetic_benchmark(
+    body: BodyModel, quick: bool, out: Path | None = None, log: Log = print, variants: tuple[str, ...] | None = None
+) -> Path:
+    """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes);
+    `variants`: names in VARIANTS (default: the configuration's, all)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
+    if variants is not None:
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            raise PersonaError(f"Unknown benchmark variant(s) {', '.join(unknown)}. Choose from: {', '.join(VARIANTS)}.")
+        config = replace(config, variants=variants)
     record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
     out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")
