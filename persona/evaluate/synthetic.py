@@ -9,7 +9,9 @@ For each synthetic subject (`persona.evaluate.subjects`):
 4. held-out ground truth: other motions (wave, jump, turn around) from views evenly around
    the person (front, sides and back alike), exact;
 5. the PERSONA optimisation, for the full method and each ablation, then PSNR, SSIM and
-   silhouette IoU on the held-out frames and PSNR at the input view.
+   silhouette IoU on the held-out frames and PSNR at the input view; and the held-out error
+   split into shape and colour (the avatar's shape with the true colours, the true shape with
+   the avatar's colours).
 
 PSNR and SSIM are computed on the person's box (the union of both silhouettes' boxes, plus
 a margin), both images on white, so the empty background does not inflate them.
