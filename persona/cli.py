@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
@@ -141,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
         "--variants", default=None,
         help="synthetic: comma-separated variants to run (default all: full and its ablations), e.g. to split the full run over calls",
     )  # fmt: skip
+    bench.add_argument(
+        "--merge", nargs="+", type=Path, default=None, metavar="RECORD",
+        help="synthetic: combine the records of runs that differ only in --variants into --out (nothing runs)",
+    )  # fmt: skip
     bench.add_argument("--presets", default="preview,standard,high", help="gpu: comma-separated presets to time")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
     bench.add_argument("--preset", choices=list(PRESETS), default="preview")
@@ -221,6 +226,27 @@ def _motions(args) -> None:
         print(f"{name:<12} stored motion ({path.name})")
 
 
+def _merge_synthetic(paths: list[Path], out: Path | None) -> Path:
+    """`bench synthetic --merge A B --out C`: the records of a run split over calls, as one."""
+    from persona.evaluate.synthetic import merge_records
+
+    if out is None:
+        raise PersonaError("--merge needs --out: the file to write the merged record to.")
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise PersonaError(f"Cannot read the benchmark record '{path}': {error}") from None
+    try:
+        record = merge_records(records)
+    except (KeyError, TypeError, AttributeError):
+        raise PersonaError("These files are not records of `bench synthetic`.") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -238,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 _capture(args)
             elif args.command == "motions":
                 _motions(args)
+            elif args.command == "bench" and args.target == "synthetic" and args.merge:
+                print(_merge_synthetic(args.merge, args.out))
             elif args.command == "bench" and args.target == "synthetic":
                 from persona.body.anny_model import load_anny
                 from persona.evaluate.synthetic import write_synthetic_benchmark

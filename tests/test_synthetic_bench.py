@@ -65,3 +65,37 @@ def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
     with pytest.raises(PersonaError, match="no_such_thing"):
         write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("full", "no_such_thing"))
     assert not (tmp_path / "record.json").exists()
+
+
+def test_records_of_a_split_run_merge_into_one(body, tmp_path):
+    """The full run split over calls (`--variants`), put back together (`--merge`)."""
+    import json
+    from dataclasses import replace
+
+    import pytest
+
+    from persona.cli import main
+    from persona.errors import PersonaError
+    from persona.evaluate.synthetic import merge_records
+
+    one = replace(TINY, subjects=1)
+    parts = [run_synthetic_benchmark(body, replace(one, variants=(name,)), log=lambda message: None) for name in ("no_pose_deformation", "full")]
+    merged = merge_records(parts)
+    assert list(merged["variants"]) == ["full", "no_pose_deformation"] == merged["config"]["variants"]  # VARIANTS' order
+    assert merged["variants"]["full"] == parts[1]["variants"]["full"]
+    assert set(merged["per_subject"]["ada"]) == {"first_avatar", "full", "no_pose_deformation"}
+    assert merged["seconds_total"] == pytest.approx(parts[0]["seconds_total"] + parts[1]["seconds_total"], abs=0.11)
+    with pytest.raises(PersonaError, match="more than one"):
+        merge_records([parts[0], parts[0]])
+    with pytest.raises(PersonaError, match="different settings"):
+        merge_records([parts[0], {**parts[1], "config": {**parts[1]["config"], "resolution": 64}}])
+
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(tmp_path / f"part{i}.json")
+        paths[-1].write_text(json.dumps(part))
+    out = tmp_path / "merged.json"
+    assert main(["bench", "synthetic", "--merge", *map(str, paths), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["variants"] == json.loads(json.dumps(merged))["variants"]
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["bench", "synthetic", "--merge", str(paths[0]), str(tmp_path / "broken.json"), "--out", str(out)]) != 0

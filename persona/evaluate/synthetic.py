@@ -294,12 +294,38 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
         "machine": machine(),
         "versions": versions(),
         "config": asdict(config),
-        "metrics": "PSNR (dB) and SSIM on the person's box on white; IoU of silhouettes (alpha > 0.5); means over subjects",
+        "metrics": (
+            "PSNR (dB) and SSIM on the person's box on white; IoU of silhouettes (alpha > 0.5); means over subjects; "
+            "psnr_heldout_true_colors: the avatar's shape with the true colours; psnr_heldout_true_shape: the true shape with the avatar's colours"
+        ),
         "variants": {k: v for k, v in variants.items() if k != "first_avatar"},
         "first_avatar": variants["first_avatar"],
         "per_subject": {s: {n: {k: round(v, 4) for k, v in r.items()} for n, r in res.items()} for s, res in per_subject.items()},
         "seconds_total": round(time.perf_counter() - start, 1),
     }
+
+
+def merge_records(records: list[dict]) -> dict:
+    """One record from runs with the same settings and different variants (the full run split
+    over GPU calls with `--variants`): the variants side by side, the first avatar of the first
+    record (the same seeds make the same one), seconds added up."""
+    settings = lambda record: {k: v for k, v in record["config"].items() if k != "variants"}  # noqa: E731
+    merged = {**records[0], "variants": {}, "per_subject": {s: {"first_avatar": r["first_avatar"]} for s, r in records[0]["per_subject"].items()}}
+    for record in records:
+        if settings(record) != settings(records[0]):
+            raise PersonaError("These benchmark records were made with different settings; only runs that differ in --variants can be merged.")
+        overlap = sorted(set(record["variants"]) & set(merged["variants"]))
+        if overlap:
+            raise PersonaError(f"Variant(s) {', '.join(overlap)} appear in more than one record.")
+        merged["variants"].update(record["variants"])
+        for subject, results in record["per_subject"].items():
+            merged["per_subject"][subject].update({k: v for k, v in results.items() if k != "first_avatar"})
+    order = [name for name in VARIANTS if name in merged["variants"]]
+    merged["variants"] = {name: merged["variants"][name] for name in order}
+    merged["config"] = {**records[0]["config"], "variants": order}
+    merged["date"] = max(record["date"] for record in records)
+    merged["seconds_total"] = round(sum(record["seconds_total"] for record in records), 1)
+    return merged
 
 
 def write_synthetic_benchmark(
