@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
+import pytest
 import torch
 
 from persona.avatar.deform import DeformConfig
 from persona.avatar.optimize import PersonaConfig
 from persona.body.weight_field import WeightFieldConfig
-from persona.evaluate.synthetic import QUICK, VARIANTS, SyntheticConfig, run_synthetic_benchmark, worker_threads
+from persona.cli import main
+from persona.errors import PersonaError
+from persona.evaluate.synthetic import (
+    QUICK, VARIANTS, SyntheticConfig, merge_records, run_synthetic_benchmark, worker_threads, write_synthetic_benchmark,
+)  # fmt: skip
 
 TINY = SyntheticConfig(
     subjects=2, avatar_level=0, photo_size=(36, 48), resolution=48, train_motions=("walk",), frames_per_motion=2,
@@ -21,8 +29,6 @@ TINY = SyntheticConfig(
 
 
 def test_the_record_holds_every_variant_for_every_subject(body):
-    from dataclasses import replace
-
     required = {"full", "no_balanced_sampling", "no_geometry_weighting", "no_pose_deformation"}
     assert required <= set(VARIANTS) and required <= set(SyntheticConfig().variants) and set(QUICK.variants) == set(VARIANTS)
     two = ("full", "no_pose_deformation")  # the others only switch flags
@@ -38,8 +44,6 @@ def test_the_record_holds_every_variant_for_every_subject(body):
 
 def test_one_process_per_subject_gives_the_same_record(body):
     """The GPU mode (here on the CPU): each subject in a spawned process."""
-    from dataclasses import replace
-
     config = replace(TINY, variants=("full", "no_pose_deformation"))
     threads = torch.get_num_threads()
     torch.set_num_threads(worker_threads(config.subjects))  # as each worker: the sums' order is the same
@@ -57,11 +61,6 @@ def test_one_process_per_subject_gives_the_same_record(body):
 
 
 def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
-    import pytest
-
-    from persona.errors import PersonaError
-    from persona.evaluate.synthetic import write_synthetic_benchmark
-
     with pytest.raises(PersonaError, match="no_such_thing"):
         write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("full", "no_such_thing"))
     assert not (tmp_path / "record.json").exists()
@@ -69,15 +68,6 @@ def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
 
 def test_records_of_a_split_run_merge_into_one(body, tmp_path):
     """The full run split over calls (`--variants`), put back together (`--merge`)."""
-    import json
-    from dataclasses import replace
-
-    import pytest
-
-    from persona.cli import main
-    from persona.errors import PersonaError
-    from persona.evaluate.synthetic import merge_records
-
     one = replace(TINY, subjects=1)
     parts = [run_synthetic_benchmark(body, replace(one, variants=(name,)), log=lambda message: None) for name in ("no_pose_deformation", "full")]
     merged = merge_records(parts)
