@@ -9,7 +9,7 @@ from persona.avatar.model import AvatarRig, blend_points
 from persona.avatar.sampling import BalancedSampler
 from persona.avatar.train import AvatarConfig, initial_avatar
 from persona.body.model import BodyPose
-from persona.body.regions import dominant_joints, joint_hops, joint_parts, pose_input_mask, rigid_points
+from persona.body.regions import dominant_joints, driving_hops, joint_hops, joint_parts, pose_input_mask, rigid_points
 from persona.body.weight_field import WeightFieldConfig, blended_skin_weights, build_weight_field, collapse_to_joints, distance_blend
 
 TINY = DeformConfig(triplane_channels=4, triplane_resolution=8, hidden=16, hidden_layers=2, groups=4)
@@ -105,22 +105,35 @@ def test_joint_hops_on_a_tiny_tree():
     assert hops[1, 3].item() == 2 and hops[0, 0].item() == 0 and hops[0, 2].item() == 2
 
 
+def test_driving_hops_skip_the_helper_joints():
+    #   0 - 1 - 2 - 3        driving joints: 2, 3, 5 (and the root 0)
+    #    \- 4 - 5
+    hops = driving_hops([-1, 0, 1, 2, 0, 4], [2, 3, 5])  # (6 joints, 3 driving)
+    assert hops[3].tolist() == [1, 0, 3]  # 3 - 2 - 0 - 5: the helpers 1 and 4 are no bones
+    assert hops[1].tolist() == [1, 2, 1]  # a helper stands at its driving ancestor, the root
+    assert hops[4].tolist() == hops[0].tolist()
+
+
 def test_pose_input_mask_keeps_nearby_joints_only(body):
     pose_joints = [body.joint_index(j) for j in body.fit_joints]
     names = list(body.fit_joints)
-    # One point on the left shin, one on the right forearm (their weights: one-hot).
-    weights = torch.zeros(2, body.num_joints)
+    # A point on the left shin, one on the right forearm, one on the left thigh's helper joint
+    # (where a skirt's points are; their weights: one-hot).
+    weights = torch.zeros(3, body.num_joints)
     weights[0, body.joint_index("lowerleg01.L")] = 1
     weights[1, body.joint_index("lowerarm01.R")] = 1
+    weights[2, body.joint_index("upperleg02.L")] = 1
     mask = pose_input_mask(body, weights, pose_joints, max_hops=4)
-    seen = [{names[p] for p in torch.nonzero(mask[i])[:, 0].tolist()} for i in range(2)]
-    assert {"lowerleg01.L", "upperleg01.L", "foot.L"} <= seen[0]
-    assert not {"upperarm01.R", "lowerarm01.L", "head", "lowerleg01.R"} & seen[0]
+    seen = [{names[p] for p in torch.nonzero(mask[i])[:, 0].tolist()} for i in range(3)]
+    # As on SMPL-X: knee - hip - pelvis - hip - knee is four bones.
+    assert {"lowerleg01.L", "upperleg01.L", "foot.L", "upperleg01.R", "lowerleg01.R"} <= seen[0]
+    assert not {"upperarm01.R", "lowerarm01.L", "head", "foot.R"} & seen[0]
     assert {"lowerarm01.R", "upperarm01.R", "wrist.R"} <= seen[1]
     assert not {"upperleg01.L", "foot.R", "head"} & seen[1]
-    hops = joint_hops(body.parents)
-    for i, j in enumerate(pose_joints):  # exactly the <= 4-hop rule
-        assert bool(mask[0, i]) == (hops[body.joint_index("lowerleg01.L"), j] <= 4)
+    assert {"upperleg01.L", "upperleg01.R"} <= seen[2]  # a skirt sees both legs: how far apart they are
+    hops = driving_hops(body.parents, pose_joints)
+    for i in range(len(pose_joints)):  # exactly the <= 4-hop rule
+        assert bool(mask[0, i]) == (hops[body.joint_index("lowerleg01.L"), i] <= 4)
 
 
 def test_rigid_points_are_hands_eyes_and_face(body):
@@ -356,6 +369,26 @@ def test_packages_from_before_the_distance_blend_use_the_field_everywhere(body, 
     assert load_avatar(path, body).skinning == WeightFieldConfig(resolution=16, near=0.0, far=0.0)
 
 
+def test_packages_from_before_the_driving_tree_count_hops_on_the_skeleton(body, tmp_path):
+    """A package without `hop_tree` loads with the whole skeleton's hops, the pose input its
+    deformer was trained with; a new one keeps the driving tree's, and the two masks differ."""
+    import json
+
+    from persona.avatar.storage import avatar_tensors, load_avatar, save_avatar
+    from persona.io.package import write_package
+
+    avatar = _deformed_avatar(body)
+    old = {k: v for k, v in TINY.__dict__.items() if k != "hop_tree"}
+    deformation = {"deform": old, "skinning": {**WeightFieldConfig(resolution=16).__dict__}, "pose_joints": list(body.fit_joints)}
+    path = write_package(tmp_path / "old.persona", json.loads(json.dumps({"body_model": "anny", "deformation": deformation})), avatar_tensors(avatar))
+    legacy = load_avatar(path, body)
+    new = load_avatar(save_avatar(tmp_path / "new.persona", avatar, {}), body)
+    assert legacy.deformer.config.hop_tree == "skeleton" and new.deformer.config.hop_tree == "driving"
+    legacy_mask, new_mask = AvatarRig(body, legacy).deformation.pose_mask, AvatarRig(body, new).deformation.pose_mask
+    skeleton = pose_input_mask(body, AvatarRig(body, legacy).weights, [body.joint_index(j) for j in body.fit_joints], TINY.hops, "skeleton")
+    assert torch.equal(legacy_mask, skeleton) and not torch.equal(legacy_mask, new_mask)
+
+
 def replace_deformer_none(avatar):
     from dataclasses import replace
 
@@ -379,6 +412,7 @@ def test_packages_with_a_bad_deformation_are_refused(body, tmp_path):
         "unknown setting": ({**good, "deform": {**good["deform"], "extra": 1}}, tensors, "incomplete or unknown"),
         "string size": ({**good, "deform": {**good["deform"], "hidden": "16"}}, tensors, "integer"),
         "wrong joint": ({**good, "pose_joints": ["tail"] * len(good["pose_joints"])}, tensors, "joints"),
+        "unknown hop tree": ({**good, "deform": {**good["deform"], "hop_tree": "graph"}}, tensors, "must be one of"),
         "size mismatch": ({**good, "deform": {**good["deform"], "hidden": 32}}, tensors, "do not match"),
         "no settings": (None, tensors, "incomplete"),
         "no parameters": (good, {k: v for k, v in tensors.items() if k != "deform_params"}, "incomplete"),

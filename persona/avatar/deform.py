@@ -29,6 +29,10 @@ class DeformConfig:
     hidden_layers: int = 3  # Linear + GroupNorm + ReLU blocks (PERSONA: 3)
     groups: int = 8  # GroupNorm groups
     hops: int = 4  # pose joints within this many bones of a point's dominant joint are seen
+    # Where the bones are counted (`persona.body.regions.pose_input_mask`): "driving", on the
+    # tree of the driving joints; "skeleton", on the body's whole skeleton (packages written
+    # before 2026-12-03 did so: they load with it and animate as they were trained).
+    hop_tree: str = "driving"
     output_scale: float = 0.01  # metres per unit of MLP output (PERSONA: /100)
 
 

@@ -86,7 +86,7 @@ class DeformationRig:
     """
 
     def __init__(self, body: BodyModel, rest_vertices: torch.Tensor, rest_points: torch.Tensor, weights: torch.Tensor,
-                 pose_joints: tuple[str, ...], skinning: WeightFieldConfig | None, hops: int):  # fmt: skip
+                 pose_joints: tuple[str, ...], skinning: WeightFieldConfig | None, hops: int, hop_tree: str = "driving"):  # fmt: skip
         self.pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=rest_points.device)
         root = [j for j, p in enumerate(body.parents) if p < 0]
         self.field: WeightField | None = None
@@ -97,10 +97,10 @@ class DeformationRig:
             self.field = build_weight_field(rest_vertices, body.skin_weights, body.parents, root + self.pose_joint_index.tolist(), skinning)
             self.surface_field = self.field.sample(rest_points)
             self.near, self.far = skinning.near, skinning.far
-            channels = pose_input_mask(body, weights, self.field.joints.tolist(), hops)  # (N, C)
+            channels = pose_input_mask(body, weights, self.field.joints.tolist(), hops, hop_tree)  # (N, C)
             joints = self.field.joints.to(weights.device)
             self.skin_mask = torch.zeros(len(weights), body.num_joints, device=weights.device).index_copy_(1, joints, channels)
-        self.pose_mask = pose_input_mask(body, weights, self.pose_joint_index.tolist(), hops)
+        self.pose_mask = pose_input_mask(body, weights, self.pose_joint_index.tolist(), hops, hop_tree)
         self.movable = (~rigid_points(body, weights, rest_points)).float()
 
 
@@ -112,8 +112,8 @@ class AvatarRig:
     """
 
     def __init__(self, body: BodyModel, avatar: GaussianAvatar, pose_joints: tuple[str, ...] = (),
-                 skinning: WeightFieldConfig | None = None, hops: int = 4):  # fmt: skip
-        """pose_joints / skinning / hops: build the deformation constants for an avatar that is
+                 skinning: WeightFieldConfig | None = None, hops: int = 4, hop_tree: str = "driving"):  # fmt: skip
+        """pose_joints / skinning / hops / hop_tree: build the deformation constants for an avatar that is
         about to get a deformer (taken from the avatar when it has one); skinning None: no
         diffused skinning."""
         self.body = body
@@ -125,9 +125,10 @@ class AvatarRig:
         self.weights = avatar.binding.interpolate(body.faces, body.skin_weights)
         self.deformation: DeformationRig | None = None
         if avatar.deformer is not None:
-            pose_joints, skinning, hops = avatar.pose_joints, avatar.skinning, avatar.deformer.config.hops
+            pose_joints, skinning = avatar.pose_joints, avatar.skinning
+            hops, hop_tree = avatar.deformer.config.hops, avatar.deformer.config.hop_tree
         if pose_joints:
-            self.deformation = DeformationRig(body, rest, self.rest_points, self.weights, pose_joints, skinning, hops)
+            self.deformation = DeformationRig(body, rest, self.rest_points, self.weights, pose_joints, skinning, hops, hop_tree)
 
     def pose_offsets(self, deformer: PoseDeformer, pose: BodyPose) -> torch.Tensor:
         """(B, N, 3) the deformer's canonical offsets for each pose of the batch."""

@@ -263,7 +263,7 @@ def optimize_persona(
     pose_joints = tuple(body.fit_joints)
     # The weight field is built only when the deformation and diffused skinning are on.
     skinning = config.skinning if config.pose_deformation and config.diffused_skinning else None
-    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), skinning, config.deform.hops)
+    rig = AvatarRig(body, replace(avatar, deformer=None), pose_joints if config.pose_deformation else (), skinning, config.deform.hops, config.deform.hop_tree)
     device = avatar.offsets.device
     pose_joint_index = torch.tensor([body.joint_index(j) for j in pose_joints], device=device)
     frames = training_set.frames

@@ -12,6 +12,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.model import AvatarRig, GaussianAvatar, identity_quats
+from persona.body.regions import HOP_TREES
 from persona.body.weight_field import WeightFieldConfig
 from persona.avatar.surface import SurfaceBinding
 from persona.body.model import BodyModel, BodyPose
@@ -50,9 +51,10 @@ _DEFORM_LIMITS = {
     "groups": (1, 64), "hops": (0, 64), "resolution": (4, 128), "iterations": (0, 1000), "levels": (1, 6), "stencil": (0, 8),
     "near": (0.0, 1.0), "far": (0.0, 1.0),
 }  # fmt: skip
+_DEFORM_CHOICES = {"hop_tree": HOP_TREES}
 # Settings that packages written before they existed lack, with the values that reproduce them
-# (diffused weights everywhere, no distance blend).
-_LEGACY_SETTINGS = {"near": 0.0, "far": 0.0}
+# (diffused weights everywhere, no distance blend; hops counted on the whole skeleton).
+_LEGACY_SETTINGS = {"near": 0.0, "far": 0.0, "hop_tree": "skeleton"}
 
 
 def avatar_tensors(avatar: GaussianAvatar) -> dict[str, torch.Tensor]:
@@ -105,6 +107,8 @@ def _config_from_manifest(cls, values: Any, what: str):
             raise PersonaError(f"The avatar package's deformation setting {f.name!r} must be an integer.")
         if isinstance(default, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e3):
             raise PersonaError(f"The avatar package's deformation setting {f.name!r} must be a number.")
+        if isinstance(default, str) and value not in _DEFORM_CHOICES[f.name]:
+            raise PersonaError(f"The avatar package's deformation setting {f.name!r} must be one of {_DEFORM_CHOICES[f.name]}.")
         lo, hi = _DEFORM_LIMITS.get(f.name, (None, None))
         if lo is not None and not lo <= value <= hi:
             raise PersonaError(f"The avatar package's deformation setting {f.name!r} = {value} is outside [{lo}, {hi}].")

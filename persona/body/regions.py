@@ -7,6 +7,11 @@
   body's `rigid_roots` and the front half of the `face_joint`'s region.
 - Kinematic hops: the number of bones between two joints in the skeleton tree; the pose input
   of a point's deformation is restricted to joints within a few hops of its dominant joint.
+  They are counted on the tree of the driving joints alone (each one's parent its nearest
+  driving ancestor, the root included): anny's skeleton has helper joints between them
+  (pelvis.L, upperleg02.L, shoulder01.L), and counted on it a skirt's left side is five bones
+  from the right thigh, so it cannot see the legs spread; on the driving tree, as on SMPL-X's
+  (PERSONA's), it is two.
 """
 
 from __future__ import annotations
@@ -76,9 +81,36 @@ def rigid_points(body: BodyModel, weights: torch.Tensor, rest_points: torch.Tens
     return out
 
 
-def pose_input_mask(body: BodyModel, weights: torch.Tensor, pose_joints: list[int], max_hops: int) -> torch.Tensor:
-    """(N, P) float: 1 where pose joint p is within `max_hops` bones of point n's dominant joint.
+def driving_hops(parents: list[int], joints: list[int]) -> torch.Tensor:
+    """(J, K) int64 bones from each joint of the skeleton to each of `joints` (K indices),
+    counted on the tree of `joints` and the skeleton's roots alone: a joint's parent there is
+    its nearest ancestor among them, and a joint outside them stands at its nearest ancestor
+    (or itself) among them."""
+    kept = sorted({j for j, p in enumerate(parents) if p < 0} | set(joints))
+    index = {j: k for k, j in enumerate(kept)}
+
+    def anchor(j: int) -> int:  # the nearest kept ancestor-or-self (a root is always kept)
+        while j not in index:
+            j = parents[j]
+        return index[j]
+
+    tree = [anchor(parents[j]) if parents[j] >= 0 else -1 for j in kept]
+    hops = joint_hops(tree)  # (K', K')
+    anchors = torch.tensor([anchor(j) for j in range(len(parents))])
+    return hops[anchors][:, [index[j] for j in joints]]
+
+
+HOP_TREES = ("driving", "skeleton")
+
+
+def pose_input_mask(body: BodyModel, weights: torch.Tensor, pose_joints: list[int], max_hops: int, tree: str = "driving") -> torch.Tensor:
+    """(N, P) float: 1 where pose joint p is within `max_hops` bones of point n's dominant joint,
+    counted on the tree of the pose joints (`driving_hops`) or on the whole skeleton
+    (`joint_hops`, tree "skeleton").
 
     weights: (N, J); pose_joints: P joint indices that make the deformation's pose input."""
-    hops = joint_hops(body.parents)[:, pose_joints].to(weights.device)  # (J, P)
+    if tree not in HOP_TREES:
+        raise ValueError(f"unknown hop tree {tree!r}; choose one of {HOP_TREES}")
+    hops = driving_hops(body.parents, pose_joints) if tree == "driving" else joint_hops(body.parents)[:, pose_joints]
+    hops = hops.to(weights.device)  # (J, P)
     return (hops[dominant_joints(weights)] <= max_hops).float()
