@@ -52,6 +52,26 @@ def test_the_schedule_counts_epochs_so_unbalanced_sampling_takes_fewer_steps():
 # --- colours: per-frame correction, photo visibility ------------------------------------------
 
 
+def test_pose_refinement_moves_only_the_frame_a_step_saw():
+    from persona.avatar.optimize import _PoseRefinement
+
+    refinement = _PoseRefinement(3, torch.tensor([1, 2]))
+    optimizer = torch.optim.Adam(refinement.parameters(), lr=1e-2)
+    pose = BodyPose.zeros(1, 4)
+    for k in (0, 1, 1):  # frame 0, then frame 1 twice: Adam's momentum must not carry frame 0 on
+        optimizer.zero_grad(set_to_none=True)
+        refined = refinement.refine(k, pose)
+        loss = (refined.joint_rotations - 0.5).square().sum() + refined.translation.square().sum() + refinement.penalty(k)
+        loss.backward()
+        optimizer.step()
+        if k == 0:
+            after_first = refinement.corrections[0].detach().clone()
+    assert torch.equal(refinement.corrections[0].detach(), after_first) and after_first[:2].abs().min() > 0
+    assert refinement.corrections[1][:2].abs().min() > 0 and torch.equal(refinement.corrections[2].detach(), torch.zeros(4, 3))
+    refined = refinement.refine(1, pose)
+    assert torch.equal(refined.joint_rotations[0, [0, 3]], torch.zeros(2, 3))  # only the pose joints turn
+
+
 def test_colour_correction_undoes_a_global_affine_drift_and_keeps_the_background():
     from persona.avatar.optimize import correct_colors
 
@@ -444,9 +464,12 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     # With no imperfections a generated frame is the exact render.
     frame = scene.training_set.generated[2]
     exact, alpha = render_subject(subject, body, frame.pose, frame.camera)
-    perfect = Imperfections(0.0, 0.0, 0.0, 0.0, 0)
+    perfect = Imperfections(0.0, 0.0, 0.0, 0.0, 0, pose_noise=0.0)
     image, mask = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, perfect, torch.Generator().manual_seed(0))
     assert torch.allclose(image, exact, atol=1e-6) and torch.equal(mask, (alpha > 0.5).float())
+    # Pose noise alone: the person moves away from the driving pose the frame records.
+    shaken, _ = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, replace(perfect, pose_noise=0.05), torch.Generator().manual_seed(0))
+    assert (shaken - exact).abs().amax() > 0.1
 
     # Local identity drift: colours change near a few random points only, detail washes out.
     from persona.evaluate.subjects import drifted_colors

@@ -15,8 +15,9 @@ diffusion model's (`Imperfections`), growing along each clip as the view leaves 
 per-frame colour jitter and a global colour drift; an identity drift that is local, as a
 video model's is (a few regions of the body, drawn per clip, change hue, and the texture's
 fine detail, stripes and patterns, washes out), so no global colour correction can undo it;
-and shape noise (the garment's amplitude varies per frame, the mask is eroded or dilated by a
-pixel).
+shape noise (the garment's amplitude varies per frame, the mask is eroded or dilated by a
+pixel); and pose noise (the person is rendered in a slightly different pose than the driving
+one the frame records).
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class Imperfections:
     drift_regions: int = 6  # regions whose hue drifts, drawn per clip
     drift_radius: float = 0.15  # metres, the regions' size (Gaussian falloff)
     detail_size: float = 0.08  # metres, the scale below which detail washes out
+    # std (radians) of a per-frame rotation added to each of the body fit's joints and the root
+    # before rendering (the frame keeps the driving pose): a video model follows its pose
+    # conditioning only roughly, which is what the per-frame pose refinement is for.
+    pose_noise: float = 0.0
 
 
 @dataclass
@@ -246,6 +251,15 @@ def render_subject(
     return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
 
 
+def noisy_pose(body: BodyModel, pose: BodyPose, std: float, generator: torch.Generator) -> BodyPose:
+    """`pose` (batch 1) with a random rotation (axis-angle, each component of std `std` radians)
+    added to each of the body fit's joints and to the root orientation."""
+    joints = torch.tensor([body.joint_index(j) for j in body.fit_joints])
+    noise = std * torch.randn(len(joints) + 1, 3, generator=generator, device="cpu").to(pose.joint_rotations.device)
+    rotations = pose.joint_rotations.index_add(1, joints.to(noise.device), noise[None, :-1])
+    return BodyPose(rotations, pose.global_orient + noise[None, -1], pose.translation)
+
+
 def imperfect_frame(
     subject: Subject,
     body: BodyModel,
@@ -261,6 +275,8 @@ def imperfect_frame(
     # The draws come from a CPU generator (also when the subject lives on a GPU).
     amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator, device="cpu"))
     colors = subject.colors if drifted is None else torch.lerp(subject.colors, drifted, progress_in_clip)
+    if imperfections.pose_noise > 0:
+        pose = noisy_pose(body, pose, imperfections.pose_noise, generator)
     image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
     gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator, device="cpu").to(image.device)
     background = 1 - alpha[..., None]
