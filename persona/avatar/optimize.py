@@ -89,7 +89,8 @@ class PersonaConfig:
     refine_poses: bool = True
     # The photo's pose stays as the body fit gave it: it pins the avatar's frame (with every
     # pose refined, a common turn of all frames' poses and the opposite turn of the canonical
-    # shape cost nothing, and the held-out poses showed the drift: -0.7 dB on the benchmark).
+    # shape cost nothing, and the held-out poses show the drift. Quick scene: +0.5 dB with the
+    # old refinement; +0.3 with per-frame corrections on frames rendered off their poses).
     refine_photo_pose: bool = False
     deform: DeformConfig = field(default_factory=DeformConfig)
     skinning: WeightFieldConfig = field(default_factory=WeightFieldConfig)
@@ -119,7 +120,7 @@ class PersonaConfig:
     triplane_tv_weight: float = 1e-2  # total variation of the triplane features
     # On the mean squared pose refinement of the frame in the step (rad^2, m^2). Strong: the
     # benchmark's frames follow their driving poses exactly, and a correction there only
-    # absorbs garment and mask noise (no refinement: +0.4 dB on the quick run; at 10, -1.1 dB).
+    # absorbs garment and mask noise (no refinement: +0.4 dB on the quick run; at 10, -0.5 dB).
     pose_weight: float = 1000.0
     # Generated frames: an affine colour transform per frame, solved in closed form with a ridge
     # towards the identity (`correct_colors`), takes up a video model's global colour drift.
