@@ -334,7 +334,8 @@ def optimize_persona(
         k = next(sampler)
         frame, target = frames[k], targets[k]
         optimizer.zero_grad(set_to_none=True)
-        pose = refinement.refine(k, frame.pose) if config.refine_poses and (config.refine_photo_pose or not frame.captured) else frame.pose
+        refine = config.refine_poses and (config.refine_photo_pose or not frame.captured)
+        pose = refinement.refine(k, frame.pose) if refine else frame.pose
         transforms = posing(pose)  # (1, J, 4, 4)
         canonical = rig.rest_points + offsets
         if deformer is not None:
@@ -382,7 +383,7 @@ def optimize_persona(
             plane = deformer.triplane
             tv = (plane[..., 1:, :] - plane[..., :-1, :]).square().mean() + (plane[..., 1:] - plane[..., :-1]).square().mean()
             loss = loss + config.triplane_tv_weight * tv
-        if config.refine_poses:
+        if refine:
             loss = loss + config.pose_weight * refinement.penalty(k)
         if config.residual_weight > 0 and not frame.captured:
             loss = loss + config.residual_weight * generated_colors.square().mean()
