@@ -15,7 +15,7 @@ from persona.body.weight_field import WeightFieldConfig
 from persona.cli import main
 from persona.errors import PersonaError
 from persona.evaluate.synthetic import (
-    QUICK, VARIANTS, SyntheticConfig, merge_records, run_synthetic_benchmark, worker_threads, write_synthetic_benchmark,
+    ORACLES, QUICK, VARIANTS, SyntheticConfig, merge_records, run_synthetic_benchmark, worker_threads, write_synthetic_benchmark,
 )  # fmt: skip
 
 TINY = SyntheticConfig(
@@ -40,6 +40,14 @@ def test_the_record_holds_every_variant_for_every_subject(body):
         assert metrics["psnr_heldout_true_colors"] > 10 and metrics["psnr_heldout_true_shape"] > 10
     assert list(record["per_subject"]) == ["ada", "ben"] and record["config"]["subjects"] == 2
     assert set(record["per_subject"]["ben"]) == {"first_avatar", *two}
+    # The oracles: the subject at the avatar's level scores above the first avatar; ben's shirt
+    # is skinned with the body's weights (posed_garment is exact), ada's skirt is not.
+    assert set(record["oracle"]) == set(ORACLES) and set(record["oracle_per_subject"]) == {"ada", "ben"}
+    for subject, oracle in record["oracle_per_subject"].items():
+        first = record["per_subject"][subject]["first_avatar"]
+        assert oracle["exact"]["psnr_heldout"] > first["psnr_heldout"] and oracle["exact"]["iou_heldout"] > first["iou_heldout"]
+    ada, ben = record["oracle_per_subject"]["ada"], record["oracle_per_subject"]["ben"]
+    assert ben["posed_garment"] == ben["exact"] and ada["posed_garment"] != ada["exact"]
 
 
 def test_one_process_per_subject_gives_the_same_record(body):

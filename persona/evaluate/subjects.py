@@ -241,12 +241,16 @@ def render_subject(
     camera: Camera,
     amplitude_factor: float = 1.0,
     colors: torch.Tensor | None = None,
+    garment_pose: BodyPose | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W)."""
+    """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W).
+    colors (M, 3) / weights (M, J) replace the subject's colours / skinning weights; garment_pose:
+    the pose whose garment shape the subject wears (default: `pose`)."""
     with torch.no_grad():
         transforms = body.forward(subject.shape[None], pose).bone_transforms
-        canonical = subject.rest_points + garment_offsets(subject, body, pose, amplitude_factor)[0]
-        means = blend_points(subject.weights, transforms, canonical)[0]
+        garment = garment_offsets(subject, body, pose if garment_pose is None else garment_pose, amplitude_factor)[0]
+        means = blend_points(subject.weights if weights is None else weights, transforms, subject.rest_points + garment)[0]
         out = render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
     return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
 

@@ -213,20 +213,63 @@ def evaluate(avatar: GaussianAvatar, body: BodyModel, scene: Scene) -> dict[str,
     shape_only = [score(true_colors, rig, f) for f in scene.heldout]
     with torch.device(body.faces.device):  # the subject's garment is made on the default device
         colors_only = [frame_scores(*render_subject(scene.at_avatar_level, body, f.pose, f.camera, colors=avatar.colors), f) for f in scene.heldout]
-    mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
     return {
-        "psnr_heldout": mean([s.psnr for s in held]),
-        "ssim_heldout": mean([s.ssim for s in held]),
-        "iou_heldout": mean([s.iou for s in held]),
+        "psnr_heldout": _mean([s.psnr for s in held]),
+        "ssim_heldout": _mean([s.ssim for s in held]),
+        "iou_heldout": _mean([s.iou for s in held]),
         "psnr_input_view": at_input.psnr,
         "iou_input_view": at_input.iou,
-        "psnr_heldout_true_colors": mean([s.psnr for s in shape_only]),
-        "psnr_heldout_true_shape": mean([s.psnr for s in colors_only]),
+        "psnr_heldout_true_colors": _mean([s.psnr for s in shape_only]),
+        "psnr_heldout_true_shape": _mean([s.psnr for s in colors_only]),
     }
 
 
-def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log = print) -> tuple[dict, dict[str, float]]:
-    """Every variant on subject `index`: ({variant: metrics}, {variant: seconds})."""
+# What the subject itself scores when made at the avatar's level (the avatar's Gaussians, with
+# the true colours and scales), rendered against the finer ground truth: how much of the
+# held-out error the avatar's shape could still remove, with and without pose-driven
+# deformation. Not a bound: an avatar adapts its scales and colours to its level, and at the
+# quick run's level 0 it scores above "exact".
+ORACLES = {
+    "exact": "as the truth poses it: the limit of the avatar's resolution",
+    "posed_garment": "its true garment in each pose, skinned with the body's weights (a perfect pose-driven deformation)",
+    "static_garment": "the photo's garment in every pose, the body's weights (the best avatar without pose-driven deformation)",
+}
+
+
+def oracles(body: BodyModel, scene: Scene) -> dict[str, dict[str, float]]:
+    """{name in ORACLES: {"psnr_heldout", "iou_heldout"}}."""
+    subject = scene.at_avatar_level
+    body_weights = subject.binding.interpolate(body.faces, body.skin_weights)
+    photo_pose = scene.training_set.captured[0].pose
+    settings = {
+        "exact": {},
+        "posed_garment": {"weights": body_weights},
+        "static_garment": {"weights": body_weights, "garment_pose": photo_pose},
+    }
+    out = {}
+    with torch.device(body.faces.device):  # the subject's garment is made on the default device
+        for name, kwargs in settings.items():
+            scores = [frame_scores(*render_subject(subject, body, f.pose, f.camera, **kwargs), f) for f in scene.heldout]
+            out[name] = {"psnr_heldout": _mean([s.psnr for s in scores]), "iou_heldout": _mean([s.iou for s in scores])}
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+@dataclass
+class SubjectRun:
+    """One subject's results: {variant or "first_avatar": metrics}, {same: seconds}, and
+    {name in ORACLES: metrics}."""
+
+    results: dict[str, dict[str, float]]
+    seconds: dict[str, float]
+    oracle: dict[str, dict[str, float]]
+
+
+def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log = print) -> SubjectRun:
+    """Every variant on subject `index`."""
     spec = SUBJECTS[index]
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -234,6 +277,8 @@ def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log =
         subject = make_subject(body, spec, config.avatar_level + 1)
     scene = build_scene(body, subject, config, seed=index)
     seconds["first_avatar"] = time.perf_counter() - t
+    oracle = oracles(body, scene)
+    log(f"{spec.name}: oracle {oracle}")
     results = {"first_avatar": evaluate(scene.first_avatar, body, scene)}
     log(f"{spec.name}: first avatar {results['first_avatar']}")
     for name in config.variants:
@@ -243,7 +288,7 @@ def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log =
         seconds[name] = time.perf_counter() - t
         results[name] = evaluate(avatar, body, scene)
         log(f"{spec.name}: {name} {results[name]} ({seconds[name]:.0f} s)")
-    return results, seconds
+    return SubjectRun(results, seconds, oracle)
 
 
 def worker_threads(processes: int) -> int:
@@ -252,7 +297,7 @@ def worker_threads(processes: int) -> int:
     return max(1, (os.cpu_count() or 1) // processes)
 
 
-def _subject_in_worker(index: int, config: SyntheticConfig) -> tuple[dict, dict[str, float]]:
+def _subject_in_worker(index: int, config: SyntheticConfig) -> SubjectRun:
     from persona.body.anny_model import load_anny
 
     torch.set_num_threads(worker_threads(config.subjects))
@@ -276,10 +321,11 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
             outcomes = list(pool.map(_subject_in_worker, range(config.subjects), [config] * config.subjects))
     else:
         outcomes = [run_subject(body, s, config, log) for s in range(config.subjects)]
-    for spec, (results, subject_seconds) in zip(SUBJECTS, outcomes):
-        per_subject[spec.name] = results
-        for name, value in subject_seconds.items():
+    for spec, outcome in zip(SUBJECTS, outcomes):
+        per_subject[spec.name] = outcome.results
+        for name, value in outcome.seconds.items():
             seconds[name] += value
+    oracle_per_subject = {spec.name: outcome.oracle for spec, outcome in zip(SUBJECTS, outcomes)}
     names = ["first_avatar", *config.variants]
     variants = {
         name: {
@@ -296,8 +342,14 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
         "config": asdict(config),
         "metrics": (
             "PSNR (dB) and SSIM on the person's box on white; IoU of silhouettes (alpha > 0.5); means over subjects; "
-            "psnr_heldout_true_colors: the avatar's shape with the true colours; psnr_heldout_true_shape: the true shape with the avatar's colours"
+            "psnr_heldout_true_colors: the avatar's shape with the true colours; psnr_heldout_true_shape: the true shape with the avatar's colours; "
+            "oracle: the subject made at the avatar's level, " + "; ".join(f"{name}: {words}" for name, words in ORACLES.items())
         ),
+        "oracle": {
+            name: {k: round(_mean([c[name][k] for c in oracle_per_subject.values()]), 4) for k in ("psnr_heldout", "iou_heldout")}
+            for name in ORACLES
+        },
+        "oracle_per_subject": {s: {n: {k: round(v, 4) for k, v in m.items()} for n, m in c.items()} for s, c in oracle_per_subject.items()},
         "variants": {k: v for k, v in variants.items() if k != "first_avatar"},
         "first_avatar": variants["first_avatar"],
         "per_subject": {s: {n: {k: round(v, 4) for k, v in r.items()} for n, r in res.items()} for s, res in per_subject.items()},
@@ -307,8 +359,8 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
 
 def merge_records(records: list[dict]) -> dict:
     """One record from runs with the same settings and different variants (the full run split
-    over GPU calls with `--variants`): the variants side by side, the first avatar of the first
-    record (the same seeds make the same one), seconds added up."""
+    over GPU calls with `--variants`): the variants side by side, the first avatar and the
+    oracles of the first record (the same seeds make the same ones), seconds added up."""
     settings = lambda record: {k: v for k, v in record["config"].items() if k != "variants"}  # noqa: E731
     merged = {**records[0], "variants": {}, "per_subject": {s: {"first_avatar": r["first_avatar"]} for s, r in records[0]["per_subject"].items()}}
     for record in records:
