@@ -93,6 +93,22 @@ def test_colour_correction_undoes_a_global_affine_drift_and_keeps_the_background
     assert render.grad is not None and render.grad.abs().sum() > 0
 
 
+def test_the_uncertain_boundary_band_covers_every_mask_a_pixel_of_noise_can_make():
+    from persona.avatar.optimize import boundary_band
+
+    mask = torch.zeros(12, 12)
+    mask[3:9, 4:10] = 1.0
+    band = boundary_band(mask, 1)
+    assert band.sum() == 8 * 8 - 4 * 4  # a ring two pixels wide, one either side of the boundary
+    assert band[6, 6] == 0 and band[0, 0] == 0  # deep inside, far outside
+    kernel = torch.ones(1, 1, 3, 3)
+    dilated = (torch.nn.functional.conv2d(mask[None, None], kernel, padding=1)[0, 0] > 0).float()
+    eroded = (torch.nn.functional.conv2d(mask[None, None], kernel, padding=1)[0, 0] > 8.5).float()
+    for noisy in (dilated, eroded):  # the simulator's mask noise changes pixels in the band only
+        assert ((noisy != mask).float() * (1 - band)).sum() == 0
+    assert boundary_band(torch.ones(5, 5), 1).sum() == 0  # no boundary inside the frame
+
+
 def test_photo_visibility_sees_front_facing_unoccluded_points_only():
     from persona.avatar.texture import TextureConfig, photo_visibility
     from persona.camera import Camera
