@@ -502,8 +502,9 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     metrics = evaluate(avatar, body, scene)
     assert set(metrics) >= {"psnr_heldout", "ssim_heldout", "iou_heldout", "psnr_input_view"}
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()) and metrics["iou_heldout"] > 0.5
-    plain, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, pose_deformation=False))
-    assert plain.deformer is None
+    # Also with the body's part map as a target (off by default).
+    plain, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, pose_deformation=False, part_weight=0.2))
+    assert plain.deformer is None and not torch.equal(plain.offsets, scene.first_avatar.offsets)
     rigid, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, diffused_skinning=False))
     assert rigid.deformer is not None and rigid.skinning is None
 
