@@ -10,11 +10,12 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   where the frame has them; optionally the body's part map rendered in the driving pose, where
   the unclothed body covers the pixel: off by default, see `PersonaConfig.part_weight`) at
   full weight; the photometric term on the *refined* render (the main colours plus a second
-  colour set that only generated frames train, which absorbs their drift) teaches the main colours at 0.1 and the shape at full weight
-  (PERSONA weighs it 0.1 for both, but has depth and normal estimates for every generated
-  frame; with masks alone the shape starves: see `PersonaConfig`). The 0.1 and the second
-  colour set apply where the photo sees the Gaussian (`frame_view`); elsewhere (the back)
-  the generated frames are the only source of colour and teach it at full weight. Each
+  colour set that only generated frames train, which absorbs their drift) teaches the main
+  colours at 0.1 and the shape at full weight (PERSONA weighs it 0.1 for both, but has depth
+  and normal estimates for every generated frame; with masks alone the shape starves: see
+  `PersonaConfig`). The 0.1 and the second colour set apply where the photo sees the
+  Gaussian (`frame_view`); elsewhere (the back) the generated frames are the only source of
+  colour and teach it at full weight. Each
   generated frame's render is first matched to the frame by an affine colour transform
   (`correct_colors`), which absorbs global colour drift. On the captured photo,
   the photometric terms and the mask at full weight (seams of self-occlusion, where the
