@@ -15,12 +15,11 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   and normal estimates for every generated frame; with masks alone the shape starves: see
   `PersonaConfig`). The 0.1 and the second colour set apply where the photo sees the
   Gaussian (`frame_view`); elsewhere (the back) the generated frames are the only source of
-  colour and teach it at full weight. Each
-  generated frame's render is first matched to the frame by an affine colour transform
-  (`correct_colors`), which absorbs global colour drift. On the captured photo,
-  the photometric terms and the mask at full weight (seams of self-occlusion, where the
-  body's depth jumps, down-weighted), the other geometry terms at 0.1. A generated frame's
-  mask boundary, uncertain by a pixel, is no target (`boundary_band`).
+  colour and teach it at full weight. Each generated frame's render is first matched to the
+  frame by an affine colour transform (`correct_colors`), which absorbs global colour drift.
+  On the captured photo, the photometric terms and the mask at full weight (seams of
+  self-occlusion, where the body's depth jumps, down-weighted), the other geometry terms at
+  0.1. A generated frame's mask boundary, uncertain by a pixel, is no target (`boundary_band`).
 - Per-frame body pose refinement (small rotations of the driving joints, root rotation and
   translation, each pulled towards zero) of the generated frames; each frame's correction is
   its own parameter, so only the frame a step sees moves.
