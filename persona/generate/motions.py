@@ -227,12 +227,34 @@ def _dance(frames: int = 96) -> Motion:
     return m.build()
 
 
+def _stretch(frames: int = 96) -> Motion:
+    """A range-of-motion clip, as capture sessions record: the arms rise sideways over the head
+    twice (the right a quarter cycle behind the left, so one-up-one-down poses occur too) while
+    the body squats once. Its poses span what the other clips reach (the arms overhead, the hips
+    deeply bent), so a clip of it in the training videos shows the clothes there."""
+    m = _Builder("stretch", frames)
+    u = m.t / (frames / FPS)  # 0..1
+    for side, sign, lag in (("L", 1.0, 0.0), ("R", -1.0, math.pi / 2)):
+        up = (1 - torch.cos(2 * math.pi * 2 * u - lag)) / 2  # 0: arm down, 1: overhead
+        m.add(f"upperarm01.{side}", 2, sign * (-0.45 + 2.25 * up))
+        m.add(f"lowerarm01.{side}", 0, -0.2 * up)
+    squat = torch.sin(math.pi * u) ** 2
+    for side in ("L", "R"):
+        m.add(f"upperleg01.{side}", 0, -1.0 * squat)
+        m.add(f"lowerleg01.{side}", 0, 1.7 * squat)
+        m.add(f"foot.{side}", 0, -0.7 * squat)
+    m.add("spine03", 0, -0.25 * squat)  # the torso leans forward over the bent hips
+    m.translation[:, 1] = -0.3 * squat
+    return m.build()
+
+
 MOTIONS: dict[str, Callable[[], Motion]] = {
     "walk": _walk,
     "wave": _wave,
     "turn_around": _turn_around,
     "jump": _jump,
     "dance": _dance,
+    "stretch": _stretch,
 }
 
 DESCRIPTIONS = {
@@ -241,6 +263,7 @@ DESCRIPTIONS = {
     "turn_around": "turns a full circle on the spot (4 s)",
     "jump": "crouches, jumps and lands (2.5 s)",
     "dance": "sways the hips with alternating arms (4 s)",
+    "stretch": "raises the arms over the head and squats (4 s)",
 }
 
 
