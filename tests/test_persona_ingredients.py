@@ -471,11 +471,11 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
 
     config = SyntheticConfig(
         subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, frames_per_motion=3, heldout_per_motion=1,
-        first_iterations=5, persona=PersonaConfig(iterations=18, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
+        first_iterations=5, persona=PersonaConfig(iterations=12, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
     )  # fmt: skip
     subject = make_subject(body, SUBJECTS[0], level=1)
     scene = build_scene(body, subject, config, seed=0)
-    assert len(scene.training_set.generated) == 9 and len(scene.heldout) == 3  # 3 training motions
+    assert len(scene.training_set.generated) == 6 and len(scene.heldout) == 3
     # With no imperfections a generated frame is the exact render.
     frame = scene.training_set.generated[2]
     exact, alpha = render_subject(subject, body, frame.pose, frame.camera)
@@ -497,7 +497,7 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
 
     avatar, stats = optimize_persona(scene.first_avatar, body, scene.training_set, config.persona)
     assert avatar.deformer is not None and avatar.pose_joints == tuple(body.fit_joints)
-    assert stats.captured_steps == stats.generated_steps == 9  # balanced: 1:1
+    assert stats.captured_steps == stats.generated_steps == 6  # balanced: 1:1
     assert not torch.equal(avatar.offsets, scene.first_avatar.offsets)
     metrics = evaluate(avatar, body, scene)
     assert set(metrics) >= {"psnr_heldout", "ssim_heldout", "iou_heldout", "psnr_input_view"}

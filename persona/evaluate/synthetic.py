@@ -4,9 +4,8 @@ For each synthetic subject (`persona.evaluate.subjects`):
 1. the captured photo: the subject rendered exactly, from the front, in the photo pose;
 2. the first avatar, as the pipeline makes it: texture projected from the photo onto the body
    (the true shape and pose stand in for the fit), Gaussians optimised on the photo;
-3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk,
-   dance and stretch, orbiting cameras) rendered by the simulator with diffusion-like
-   imperfections;
+3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk and
+   dance, orbiting cameras) rendered by the simulator with diffusion-like imperfections;
 4. held-out ground truth: other motions (wave, jump, turn around) from views evenly around
    the person (front, sides and back alike), exact;
 5. the PERSONA optimisation, for the full method and each ablation, then PSNR, SSIM and
@@ -66,13 +65,7 @@ class SyntheticConfig:
     avatar_level: int = 2
     photo_size: tuple[int, int] = (288, 384)  # width, height of the captured photo
     resolution: int = 384  # longer side of the generated and held-out frames
-    # The stretch clip (arms overhead, a squat) reaches the poses that the held-out wave and
-    # jump reach. Without it the clothes' pose dependence there is never seen and no deformer
-    # can learn it: ben's hem lifts with his arms, which walk and dance turn at most 0.75 rad
-    # from the rest pose (the two arms' mean), wave 1.18. At 54.8k Gaussians, 32 training
-    # frames before and 33 with it: ben 24.49 -> 25.09, ada 26.67 -> 27.53 held-out, and the
-    # deformation now gains 0.23 / 0.14 dB where it lost 0.10 / 0.01.
-    train_motions: tuple[str, ...] = ("walk", "dance", "stretch")
+    train_motions: tuple[str, ...] = ("walk", "dance")
     frames_per_motion: int = 32
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
