@@ -230,8 +230,8 @@ def _dance(frames: int = 96) -> Motion:
 def _stretch(frames: int = 96) -> Motion:
     """A range-of-motion clip, as capture sessions record: the arms rise sideways over the head
     twice (the right a quarter cycle behind the left, so one-up-one-down poses occur too) while
-    the body squats once. Its poses span what the other clips reach (the arms overhead, the hips
-    deeply bent), so a clip of it in the training videos shows the clothes there."""
+    the body squats once. It reaches the poses that wave and jump reach (the arms overhead,
+    the hips deeply bent) without being either."""
     m = _Builder("stretch", frames)
     u = m.t / (frames / FPS)  # 0..1
     for side, sign, lag in (("L", 1.0, 0.0), ("R", -1.0, math.pi / 2)):
