@@ -143,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
         help="synthetic: comma-separated variants to run (default all: full and its ablations), e.g. to split the full run over calls",
     )  # fmt: skip
     bench.add_argument(
+        "--train-motions", default=None,
+        help="synthetic: comma-separated built-in motions for the training clips (default walk,dance), e.g. walk,dance,stretch",
+    )  # fmt: skip
+    bench.add_argument(
         "--merge", nargs="+", type=Path, default=None, metavar="RECORD",
         help="synthetic: combine the records of runs that differ only in --variants into --out (nothing runs)",
     )  # fmt: skip
@@ -273,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 body = load_anny(str(resolve_device(args.device)))
                 variants = tuple(args.variants.split(",")) if args.variants else None
-                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True), variants=variants))
+                motions = tuple(m for m in args.train_motions.split(",") if m) if args.train_motions is not None else None
+                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True), variants=variants, train_motions=motions))
             elif args.command == "bench" and args.target == "gpu":
                 from persona.body.anny_model import load_anny
                 from persona.evaluate.gpu_bench import write_gpu_benchmark

@@ -71,7 +71,21 @@ def test_one_process_per_subject_gives_the_same_record(body):
 def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
     with pytest.raises(PersonaError, match="no_such_thing"):
         write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("full", "no_such_thing"))
+    for motions in (("walk", "moonwalk"), ()):  # the training clips: built-in motions only, at least one
+        with pytest.raises(PersonaError, match="Unknown training motion"):
+            write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", train_motions=motions)
+    assert main(["bench", "synthetic", "--quick", "--train-motions", "walk,moonwalk", "--out", str(tmp_path / "record.json")]) != 0
     assert not (tmp_path / "record.json").exists()
+
+
+def test_the_training_clips_can_be_chosen(body, tmp_path, monkeypatch):
+    """`--train-motions`: the record's training set is made of those clips, and says so."""
+    import persona.evaluate.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "QUICK", replace(TINY, subjects=1))
+    out = write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("no_pose_deformation",), train_motions=("stretch", "walk"))
+    record = json.loads(out.read_text())
+    assert record["config"]["train_motions"] == ["stretch", "walk"] and set(record["variants"]) == {"no_pose_deformation"}
 
 
 def test_records_of_a_split_run_merge_into_one(body, tmp_path):

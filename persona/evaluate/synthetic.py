@@ -43,6 +43,7 @@ from persona.camera import Camera
 from persona.errors import PersonaError
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
 from persona.generate.driving import orbit_about, plan_driving
+from persona.generate.motions import MOTIONS
 from persona.generate.training_set import CAPTURED, TrainingFrame, TrainingSet
 
 Log = Callable[[str], None]
@@ -381,16 +382,27 @@ def merge_records(records: list[dict]) -> dict:
 
 
 def write_synthetic_benchmark(
-    body: BodyModel, quick: bool, out: Path | None = None, log: Log = print, variants: tuple[str, ...] | None = None
+    body: BodyModel,
+    quick: bool,
+    out: Path | None = None,
+    log: Log = print,
+    variants: tuple[str, ...] | None = None,
+    train_motions: tuple[str, ...] | None = None,
 ) -> Path:
     """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes);
-    `variants`: names in VARIANTS (default: the configuration's, all)."""
+    `variants`: names in VARIANTS (default: the configuration's, all); `train_motions`: built-in
+    motion names for the training clips (default: the configuration's)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
     if variants is not None:
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
             raise PersonaError(f"Unknown benchmark variant(s) {', '.join(unknown)}. Choose from: {', '.join(VARIANTS)}.")
         config = replace(config, variants=variants)
+    if train_motions is not None:
+        unknown = sorted(set(train_motions) - set(MOTIONS)) if train_motions else ["(none given)"]
+        if unknown:
+            raise PersonaError(f"Unknown training motion(s) {', '.join(unknown)}. Choose built-in ones from: {', '.join(MOTIONS)}.")
+        config = replace(config, train_motions=train_motions)
     record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
     out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")
