@@ -72,7 +72,7 @@ def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
     with pytest.raises(PersonaError, match="no_such_thing"):
         write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("full", "no_such_thing"))
     for motions in (("walk", "moonwalk"), ()):  # the training clips: built-in motions only, at least one
-        with pytest.raises(PersonaError, match="Unknown training motion"):
+        with pytest.raises(PersonaError, match="moonwalk|No training motion"):
             write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", train_motions=motions)
     assert main(["bench", "synthetic", "--quick", "--train-motions", "walk,moonwalk", "--out", str(tmp_path / "record.json")]) != 0
     assert not (tmp_path / "record.json").exists()

@@ -399,9 +399,10 @@ def write_synthetic_benchmark(
             raise PersonaError(f"Unknown benchmark variant(s) {', '.join(unknown)}. Choose from: {', '.join(VARIANTS)}.")
         config = replace(config, variants=variants)
     if train_motions is not None:
-        unknown = sorted(set(train_motions) - set(MOTIONS)) if train_motions else ["(none given)"]
-        if unknown:
-            raise PersonaError(f"Unknown training motion(s) {', '.join(unknown)}. Choose built-in ones from: {', '.join(MOTIONS)}.")
+        unknown = sorted(set(train_motions) - set(MOTIONS))
+        if unknown or not train_motions:
+            named = f"Unknown training motion(s) {', '.join(unknown)}." if unknown else "No training motion given."
+            raise PersonaError(f"{named} Choose built-in ones from: {', '.join(MOTIONS)}.")
         config = replace(config, train_motions=train_motions)
     record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
