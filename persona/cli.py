@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument(
         "--train-motions", default=None,
-        help="synthetic: comma-separated built-in motions for the training clips (default walk,dance), e.g. walk,dance,stretch",
+        help="synthetic: comma-separated built-in motions for the training clips (default walk,dance,stretch), e.g. walk,dance",
     )  # fmt: skip
     bench.add_argument(
         "--merge", nargs="+", type=Path, default=None, metavar="RECORD",

@@ -66,7 +66,9 @@ class SyntheticConfig:
     avatar_level: int = 2
     photo_size: tuple[int, int] = (288, 384)  # width, height of the captured photo
     resolution: int = 384  # longer side of the generated and held-out frames
-    train_motions: tuple[str, ...] = ("walk", "dance")
+    # stretch raises the arms overhead, as the held-out wave and jump do: without it the
+    # deformer must extrapolate the shirts beyond the training poses (README, 2026-12-05).
+    train_motions: tuple[str, ...] = ("walk", "dance", "stretch")
     frames_per_motion: int = 32
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
