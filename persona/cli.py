@@ -147,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
         help="synthetic: comma-separated built-in motions for the training clips (default walk,dance,stretch), e.g. walk,dance",
     )  # fmt: skip
     bench.add_argument(
+        "--no-depth-estimates", action="store_true",
+        help="synthetic: train without the generated frames' relative depth estimates (as the records before them)",
+    )  # fmt: skip
+    bench.add_argument(
         "--merge", nargs="+", type=Path, default=None, metavar="RECORD",
         help="synthetic: combine the records of runs that differ only in --variants into --out (nothing runs)",
     )  # fmt: skip
@@ -278,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                 body = load_anny(str(resolve_device(args.device)))
                 variants = tuple(args.variants.split(",")) if args.variants else None
                 motions = tuple(m for m in args.train_motions.split(",") if m) if args.train_motions is not None else None
-                print(write_synthetic_benchmark(body, args.quick, args.out, log=lambda m: print(m, flush=True), variants=variants, train_motions=motions))
+                print(write_synthetic_benchmark(
+                    body, args.quick, args.out, log=lambda m: print(m, flush=True), variants=variants, train_motions=motions,
+                    depth_estimates=not args.no_depth_estimates,
+                ))
             elif args.command == "bench" and args.target == "gpu":
                 from persona.body.anny_model import load_anny
                 from persona.evaluate.gpu_bench import write_gpu_benchmark

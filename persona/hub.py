@@ -140,6 +140,17 @@ REGISTRY: dict[str, HubEntry] = {
             size_gb=19.0,
             purpose="Wan2.1-VACE-1.3B (diffusers WanVACEPipeline): pose-controlled video, reference image",
         ),
+        HubEntry(
+            name="depth-anything-v2-small",
+            repo="depth-anything/Depth-Anything-V2-Small-hf",
+            revision=UNPINNED,  # no full commit id found offline; pin it on first download
+            allow_patterns=("config.json", "model.safetensors"),
+            required=("config.json", "model.safetensors"),
+            licence="Apache-2.0",  # the Small model only: Base, Large and Giant are CC-BY-NC-4.0
+            gated=False,
+            size_gb=0.1,
+            purpose="relative depth of the diffusion generators' frames (persona.perceive.depth)",
+        ),
     )
 }
 

@@ -16,7 +16,10 @@ from persona.generate import diffusion  # noqa: E402
 from persona.generate.driving import plan_driving  # noqa: E402
 from persona.generate.generator import GenerateConfig, generate_training_set  # noqa: E402
 from persona.generate.video_bench import build_mimicmotion  # noqa: E402
+from persona.hub import WEIGHTS_DIR_VARIABLE  # noqa: E402
+from persona.perceive.depth import WEIGHTS  # noqa: E402
 from photo_subject import photo_subject  # noqa: E402
+from tiny_depth import save_tiny_depth_model  # noqa: E402
 
 CONFIG = GenerateConfig(backend="mimicmotion", motions=("walk",), frames_per_motion=4, resolution=64, blend_frames=2)
 
@@ -37,17 +40,28 @@ def test_without_gpu_or_weights_the_generator_falls_back_to_synth(subject, monke
     assert len(training.notes) == 1 and "'mimicmotion'" in training.notes[0] and "CUDA" in training.notes[0]
 
 
-def test_mimicmotion_backend_end_to_end_with_a_tiny_pipeline(subject, monkeypatch):
+def test_mimicmotion_backend_end_to_end_with_a_tiny_pipeline(subject, monkeypatch, tmp_path):
+    """Frames, masks, poses and (from a tiny depth model in the Hub's layout) relative depth."""
     tiny = build_mimicmotion(torch.device("cpu"), torch.float32, scale="tiny")
     monkeypatch.setattr(diffusion, "_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(diffusion, "load_mimicmotion", lambda device="cpu": tiny)
     monkeypatch.setitem(diffusion.VIDEO_PRESETS, "mimicmotion", {"preview": diffusion.VideoPreset(4, 64, 1, 2.0, tile=4, overlap=1)})
+    save_tiny_depth_model(tmp_path / WEIGHTS)
+    monkeypatch.setenv(WEIGHTS_DIR_VARIABLE, str(tmp_path))
     training = generate_training_set(subject, CONFIG, seed=0)
     assert training.backend == "mimicmotion" and training.num_generated == 4 and not training.notes
     for frame in training.generated:
         assert frame.image.shape == (64, 48, 3) and frame.mask.shape == (64, 48)
         assert torch.isfinite(frame.image).all() and 0 <= float(frame.image.min()) and float(frame.image.max()) <= 1
         assert frame.pose.batch == 1 and frame.camera.width == 48
+        assert frame.depth_relative and frame.depth.shape == (64, 48) and torch.all(frame.depth[frame.mask <= 0.5] == 0)
+    # Without depth weights the frames keep no depth, and the report says why.
+    monkeypatch.setenv(WEIGHTS_DIR_VARIABLE, str(tmp_path / "none"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    training = generate_training_set(subject, CONFIG, seed=0)
+    assert training.backend == "mimicmotion" and all(f.depth is None for f in training.generated)
+    assert len(training.notes) == 1 and "No depth estimates" in training.notes[0]
 
 
 def test_generation_size_and_preset_choice():

@@ -109,4 +109,4 @@ def test_readme_models_and_preloads_agree_with_the_registry():
         assert commit == (entry.revision if entry.pinned else None), (line, entry.revision)
         preloaded.add(entry.name)
     assert preloaded == {e.name for e in hub.REGISTRY.values() if hub.preloadable(e)}
-    assert preloaded == {"wan-vace-1.3b"}  # Apache-2.0 and ungated; MimicMotion and SVD are not permissive
+    assert preloaded == {"wan-vace-1.3b", "depth-anything-v2-small"}  # Apache-2.0 and ungated; MimicMotion and SVD are not permissive

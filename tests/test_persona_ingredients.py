@@ -466,11 +466,13 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     from dataclasses import replace
 
     from persona.avatar.optimize import PersonaConfig, optimize_persona
-    from persona.evaluate.subjects import SUBJECTS, Imperfections, imperfect_frame, make_subject, render_subject
+    from persona.avatar.losses import affine_aligned
+    from persona.avatar.model import render_isotropic
+    from persona.evaluate.subjects import SUBJECTS, Imperfections, garment_offsets, imperfect_frame, make_subject, render_subject
     from persona.evaluate.synthetic import SyntheticConfig, build_scene, evaluate
 
     config = SyntheticConfig(
-        subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, frames_per_motion=3, heldout_per_motion=1,
+        subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, train_motions=("walk", "dance"), frames_per_motion=3, heldout_per_motion=1,
         first_iterations=5, persona=PersonaConfig(iterations=12, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
     )  # fmt: skip
     subject = make_subject(body, SUBJECTS[0], level=1)
@@ -480,10 +482,25 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     frame = scene.training_set.generated[2]
     exact, alpha = render_subject(subject, body, frame.pose, frame.camera)
     perfect = Imperfections(0.0, 0.0, 0.0, 0.0, 0, pose_noise=0.0)
-    image, mask = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, perfect, torch.Generator().manual_seed(0))
-    assert torch.allclose(image, exact, atol=1e-6) and torch.equal(mask, (alpha > 0.5).float())
+    image, mask, depth = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, perfect, torch.Generator().manual_seed(0))
+    assert torch.allclose(image, exact, atol=1e-6) and torch.equal(mask, (alpha > 0.5).float()) and depth is None
+    # The depth estimate: the true depth up to a scale and a shift (aligned back, it is exact)
+    # where the person is, 0 elsewhere; with `depth_noise`, a smooth error of about that size.
+    with torch.no_grad():
+        transforms = body.forward(subject.shape[None], frame.pose).bone_transforms
+        means = blend_points(subject.weights, transforms, subject.rest_points + garment_offsets(subject, body, frame.pose)[0])[0]
+    out = render_isotropic(means, subject.log_scales, subject.colors, frame.camera)
+    true_depth = out.depth / out.alpha.clamp(min=1e-6)
+    person = (out.alpha > 0.5).float()
+    for noise, low, high in ((0.0, 0.0, 1e-4), (0.02, 0.002, 0.04)):
+        _, _, estimate = imperfect_frame(
+            subject, body, frame.pose, frame.camera, 0.5, replace(perfect, depth_noise=noise), torch.Generator().manual_seed(0), depth_generator=torch.Generator().manual_seed(1)
+        )  # fmt: skip
+        assert torch.equal(estimate > 0, person > 0) and (estimate - true_depth * person).abs().amax() > 0.01  # not metric
+        error = (affine_aligned(estimate, true_depth, person) - true_depth).abs()[person > 0]
+        assert low <= float(error.mean()) < high, (noise, float(error.mean()))
     # Pose noise alone: the person moves away from the driving pose the frame records.
-    shaken, _ = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, replace(perfect, pose_noise=0.05), torch.Generator().manual_seed(0))
+    shaken, _, _ = imperfect_frame(subject, body, frame.pose, frame.camera, 0.5, replace(perfect, pose_noise=0.05), torch.Generator().manual_seed(0))
     assert (shaken - exact).abs().amax() > 0.1
 
     # Local identity drift: colours change near a few random points only, detail washes out.
@@ -507,6 +524,12 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     assert plain.deformer is None and not torch.equal(plain.offsets, scene.first_avatar.offsets)
     rigid, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, diffused_skinning=False))
     assert rigid.deformer is not None and rigid.skinning is None
+    # With relative depth estimates on the generated frames (the same frames otherwise).
+    with_depth = build_scene(body, subject, replace(config, depth_estimates=True), seed=0)
+    for a, b in zip(with_depth.training_set.generated, scene.training_set.generated):
+        assert torch.equal(a.image, b.image) and a.depth_relative and a.depth is not None and b.depth is None
+    shaped, _ = optimize_persona(scene.first_avatar, body, with_depth.training_set, config.persona)
+    assert not torch.equal(shaped.offsets, avatar.offsets) and torch.isfinite(shaped.offsets).all()
 
 
 def test_unseen_colors_come_from_the_frames_that_see_the_back(body):
@@ -536,3 +559,23 @@ def test_unseen_colors_come_from_the_frames_that_see_the_back(body):
     assert torch.allclose(colors[back_only], red[0, 0].expand(int(back_only.sum()), 3), atol=0.01)  # the frames' colour
     neither = (in_photo == 0) & (in_back == 0)
     assert torch.allclose(colors[neither], avatar.colors[neither])  # nothing seen: the photo's fill stays
+
+
+def test_a_relative_depth_map_is_aligned_by_scale_and_shift():
+    """affine_aligned fits a * target + b to the reference over the weighted pixels only, with
+    a >= 0 and no gradient through the fit; a flat target gives the reference's mean."""
+    from persona.avatar.losses import affine_aligned
+
+    g = torch.Generator().manual_seed(0)
+    reference = 2.0 + torch.rand(8, 9, generator=g)
+    weight = (torch.rand(8, 9, generator=g) > 0.3).float()
+    target = 0.5 * reference - 0.7 + 5.0 * (1 - weight)  # affine where weighted; off elsewhere
+    assert torch.allclose(affine_aligned(target, reference, weight) * weight, reference * weight, atol=1e-5)
+    flipped = affine_aligned(-reference, reference, weight)
+    mean = (reference * weight).sum() / weight.sum()
+    assert torch.allclose(flipped, mean.expand(8, 9), atol=1e-5)  # never a negative scale
+    assert torch.allclose(affine_aligned(torch.ones(8, 9), reference, weight), mean.expand(8, 9), atol=1e-5)
+    rendered = reference.clone().requires_grad_()
+    loss = (rendered - affine_aligned(target, rendered, weight)).abs().sum()
+    loss.backward()
+    assert rendered.grad is not None and torch.equal(rendered.grad.abs() > 0, (rendered - affine_aligned(target, reference, weight)).abs() > 0)

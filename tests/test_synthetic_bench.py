@@ -79,13 +79,18 @@ def test_an_unknown_variant_is_refused_before_anything_runs(body, tmp_path):
 
 
 def test_the_training_clips_can_be_chosen(body, tmp_path, monkeypatch):
-    """`--train-motions`: the record's training set is made of those clips, and says so."""
+    """`--train-motions`: the record's training set is made of those clips, and says so; as
+    `--no-depth-estimates` says the frames had no depth."""
     import persona.evaluate.synthetic as synthetic
 
     monkeypatch.setattr(synthetic, "QUICK", replace(TINY, subjects=1))
-    out = write_synthetic_benchmark(body, quick=True, out=tmp_path / "record.json", variants=("no_pose_deformation",), train_motions=("stretch", "walk"))
+    out = write_synthetic_benchmark(
+        body, quick=True, out=tmp_path / "record.json", variants=("no_pose_deformation",), train_motions=("stretch", "walk"),
+        depth_estimates=False,
+    )  # fmt: skip
     record = json.loads(out.read_text())
     assert record["config"]["train_motions"] == ["stretch", "walk"] and set(record["variants"]) == {"no_pose_deformation"}
+    assert record["config"]["depth_estimates"] is False and TINY.depth_estimates
 
 
 def test_records_of_a_split_run_merge_into_one(body, tmp_path):

@@ -1,4 +1,5 @@
-"""Image losses: L1, SSIM (Gaussian window, as in 3DGS) and the mask term."""
+"""Image losses: L1, SSIM (Gaussian window, as in 3DGS) and the mask term; the alignment of a
+relative depth map."""
 
 from __future__ import annotations
 
@@ -50,3 +51,18 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a > 0.5, b > 0.5
     union = (a | b).sum()
     return float((a & b).sum() / union) if union > 0 else 1.0
+
+
+def affine_aligned(target: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """target (h, w), a depth map known up to a scale and a shift (a monocular estimate), mapped
+    to `a * target + b` with (a, b) the weighted least-squares fit to reference (h, w) over
+    weight (h, w) >= 0; a >= 0. The fit carries no gradient: a loss against the result pulls
+    the reference towards the target's shape, not its scale. Written without branching on the
+    data (no GPU wait): a flat or empty target gives a = 0, b = the reference's mean."""
+    with torch.no_grad():
+        total = weight.sum().clamp(min=1e-12)
+        t_mean, r_mean = (weight * target).sum() / total, (weight * reference).sum() / total
+        t, r = target - t_mean, reference - r_mean
+        a = ((weight * t * r).sum() / (weight * t * t).sum().clamp(min=1e-12)).clamp(min=0)
+        b = r_mean - a * t_mean
+    return a * target + b

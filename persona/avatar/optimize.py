@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from persona.avatar.deform import DeformConfig, PoseDeformer
-from persona.avatar.losses import ssim
+from persona.avatar.losses import affine_aligned, ssim
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
 from persona.avatar.texture import observed_colors
@@ -198,7 +198,8 @@ class FrameTargets:
     pixel, the only pixels where its part map is a target; pixel_weight: (h, w) image-loss weight
     per pixel (seams down-weighted; 0 on a generated frame's uncertain mask boundary);
     mask_weight: (h, w) mask-loss weight per pixel (0 on that boundary, else 1); depth: (h, w)
-    metres or None; normal: (h, w, 3) camera axes or None.
+    metres (0: unknown) or None, up to a scale and shift where depth_relative; normal: (h, w, 3)
+    camera axes or None.
     """
 
     camera: Camera
@@ -210,6 +211,7 @@ class FrameTargets:
     mask_weight: torch.Tensor
     depth: torch.Tensor | None
     normal: torch.Tensor | None
+    depth_relative: bool = False
 
 
 def part_features(body: BodyModel, weights: torch.Tensor) -> torch.Tensor:
@@ -260,7 +262,9 @@ def frame_targets(frame: TrainingFrame, avatar: GaussianAvatar, rig: AvatarRig, 
     crop = lambda t: None if t is None else t[y0:y1, x0:x1]  # noqa: E731
     body = (out.alpha > 0.5).float() * (mask > 0.5).float()
     parts_map = out.features / out.alpha.clamp(min=1e-6)[..., None]
-    return FrameTargets(camera, image, mask, parts_map, body, pixel_weight, mask_weight, crop(frame.depth), crop(frame.normal))
+    return FrameTargets(
+        camera, image, mask, parts_map, body, pixel_weight, mask_weight, crop(frame.depth), crop(frame.normal), frame.depth_relative
+    )
 
 
 @dataclass
@@ -401,7 +405,10 @@ def optimize_persona(
             seen_mean = lambda x: (x * seen).sum() / seen.sum().clamp(min=1)  # noqa: E731
             if target.depth is not None:
                 depth = out.depth / out.alpha.clamp(min=1e-6)
-                geometry = geometry + config.depth_weight * seen_mean((depth - target.depth).abs())
+                known = seen * (target.depth > 0).float()
+                goal = affine_aligned(target.depth, depth, known) if target.depth_relative else target.depth
+                error = ((depth - goal).abs() * known).sum() / known.sum().clamp(min=1)
+                geometry = geometry + config.depth_weight * error
             if target.normal is not None:
                 normals = _posed_normals(rig.weights, rest_normals, transforms)
                 R = target.camera.world_to_camera[:3, :3]

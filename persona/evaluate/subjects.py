@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from persona.avatar.model import blend_points, render_isotropic
+from persona.avatar.rasterizer import RenderOutput
 from persona.avatar.surface import SurfaceBinding, bind_surface
 from persona.avatar.train import face_areas
 from persona.body.model import BodyModel, BodyPose
@@ -78,6 +79,7 @@ class Imperfections:
     # before rendering (the frame keeps the driving pose): a video model follows its pose
     # conditioning only roughly, which is what the per-frame pose refinement is for.
     pose_noise: float = 0.0
+    depth_noise: float = 0.01  # metres, the smooth error of the frames' depth estimates (`estimated_depth`)
 
 
 @dataclass
@@ -247,12 +249,41 @@ def render_subject(
     """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W).
     colors (M, 3) / weights (M, J) replace the subject's colours / skinning weights; garment_pose:
     the pose whose garment shape the subject wears (default: `pose`)."""
+    out = _render(subject, body, pose, camera, amplitude_factor, colors, garment_pose, weights)
+    return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
+
+
+def _render(
+    subject: Subject,
+    body: BodyModel,
+    pose: BodyPose,
+    camera: Camera,
+    amplitude_factor: float = 1.0,
+    colors: torch.Tensor | None = None,
+    garment_pose: BodyPose | None = None,
+    weights: torch.Tensor | None = None,
+) -> RenderOutput:
     with torch.no_grad():
         transforms = body.forward(subject.shape[None], pose).bone_transforms
         garment = garment_offsets(subject, body, pose if garment_pose is None else garment_pose, amplitude_factor)[0]
         means = blend_points(subject.weights if weights is None else weights, transforms, subject.rest_points + garment)[0]
-        out = render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
-    return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
+        return render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
+
+
+def estimated_depth(
+    depth: torch.Tensor, alpha: torch.Tensor, imperfections: Imperfections, generator: torch.Generator
+) -> torch.Tensor:
+    """A monocular depth estimate of a rendered frame: the true depth (H, W) (alpha-weighted, as
+    `RenderOutput.depth`) where alpha (H, W) > 0.5, 0 elsewhere, with a smooth error field
+    (`depth_noise` metres, bilinear over a 4x4 grid: estimators err on the large scale, not per
+    pixel) and then a random scale (log std 0.1) and shift (std 0.2 m): only its shape is
+    known, as a relative estimator's (`TrainingFrame.depth_relative`)."""
+    draw = lambda *shape: torch.randn(*shape, generator=generator, device="cpu").to(depth.device)  # noqa: E731
+    person = alpha > 0.5
+    field = F.interpolate(draw(1, 1, 4, 4), size=depth.shape, mode="bilinear", align_corners=True)[0, 0]
+    z = depth / alpha.clamp(min=1e-6) + imperfections.depth_noise * field
+    z = z * math.exp(0.1 * float(draw(()))) + 0.2 * float(draw(()))
+    return torch.where(person, z, torch.zeros_like(z))
 
 
 def noisy_pose(body: BodyModel, pose: BodyPose, std: float, generator: torch.Generator) -> BodyPose:
@@ -273,15 +304,19 @@ def imperfect_frame(
     imperfections: Imperfections,
     generator: torch.Generator,
     drifted: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1}).
+    depth_generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A generated-looking frame: (image (H, W, 3) on white, mask (H, W) in {0, 1}, a depth
+    estimate (H, W) of what the image shows (`estimated_depth`, drawn from depth_generator;
+    None without one)).
     drifted: (M, 3) the clip's colours at its end (`drifted_colors`; None: no identity drift)."""
     # The draws come from a CPU generator (also when the subject lives on a GPU).
     amplitude = 1.0 + imperfections.shape_noise * float(torch.randn((), generator=generator, device="cpu"))
     colors = subject.colors if drifted is None else torch.lerp(subject.colors, drifted, progress_in_clip)
     if imperfections.pose_noise > 0:
         pose = noisy_pose(body, pose, imperfections.pose_noise, generator)
-    image, alpha = render_subject(subject, body, pose, camera, max(0.0, amplitude), colors)
+    out = _render(subject, body, pose, camera, max(0.0, amplitude), colors)
+    image, alpha = out.features.clamp(0, 1), out.alpha.clamp(0, 1)
     gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator, device="cpu").to(image.device)
     background = 1 - alpha[..., None]
     image = ((image - background) * gain + background).clamp(0, 1)  # the gain on the person only
@@ -292,4 +327,5 @@ def imperfect_frame(
             mask = F.max_pool2d(mask[None, None], k, 1, imperfections.mask_noise)[0, 0]
         else:
             mask = -F.max_pool2d(-mask[None, None], k, 1, imperfections.mask_noise)[0, 0]
-    return image, mask
+    depth = None if depth_generator is None else estimated_depth(out.depth, alpha, imperfections, depth_generator)
+    return image, mask, depth

@@ -69,6 +69,9 @@ class SyntheticConfig:
     # stretch raises the arms overhead, as the held-out wave and jump do: without it the
     # deformer must extrapolate the shirts beyond the training poses (README, 2026-12-05).
     train_motions: tuple[str, ...] = ("walk", "dance", "stretch")
+    # A relative depth estimate on every generated frame (`estimated_depth`), as the pipeline's
+    # depth estimator gives it (PERSONA's estimates depth and normals on every frame).
+    depth_estimates: bool = True
     frames_per_motion: int = 32
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
@@ -130,6 +133,7 @@ def build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed
 def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, seed: int) -> Scene:
     generator = torch.Generator().manual_seed(seed)
     drift_generator = torch.Generator().manual_seed(seed + 1)  # apart: the other draws do not depend on the drift's settings
+    depth_generator = torch.Generator().manual_seed(seed + 2) if config.depth_estimates else None  # apart, too
     shape = subject.shape
     pose, camera = photo_setup(body, shape, config.photo_size)
     image, alpha = render_subject(subject, body, pose, camera)
@@ -152,8 +156,10 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
         for i, cam in enumerate(clip.cameras):
             frame_pose = clip.poses.index(i)
             progress = i / max(1, clip.num_frames - 1)
-            img, mask = imperfect_frame(subject, body, frame_pose, cam, progress, config.imperfections, generator, drifted)
-            frames.append(TrainingFrame(img, mask, frame_pose, cam, captured=False, motion=clip.name, index=i))
+            img, mask, depth = imperfect_frame(
+                subject, body, frame_pose, cam, progress, config.imperfections, generator, drifted, depth_generator
+            )
+            frames.append(TrainingFrame(img, mask, frame_pose, cam, False, clip.name, i, depth=depth, depth_relative=True))
     training_set = TrainingSet(frames, shape, "simulator", [c.name for c in plan.clips])
 
     # Held-out truth: other motions, each from `heldout_per_motion` views evenly around the
@@ -390,10 +396,12 @@ def write_synthetic_benchmark(
     log: Log = print,
     variants: tuple[str, ...] | None = None,
     train_motions: tuple[str, ...] | None = None,
+    depth_estimates: bool = True,
 ) -> Path:
     """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes);
     `variants`: names in VARIANTS (default: the configuration's, all); `train_motions`: built-in
-    motion names for the training clips (default: the configuration's)."""
+    motion names for the training clips (default: the configuration's); `depth_estimates`:
+    False trains without the generated frames' depth (as the records before 2026-12-05's)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
     if variants is not None:
         unknown = sorted(set(variants) - set(VARIANTS))
@@ -406,6 +414,7 @@ def write_synthetic_benchmark(
             named = f"Unknown training motion(s) {', '.join(unknown)}." if unknown else "No training motion given."
             raise PersonaError(f"{named} Choose built-in ones from: {', '.join(MOTIONS)}.")
         config = replace(config, train_motions=train_motions)
+    config = replace(config, depth_estimates=config.depth_estimates and depth_estimates)
     record = run_synthetic_benchmark(body, config, log, parallel=config.device.startswith("cuda"))
     record["quick"] = quick
     out = out or Path("bench") / "results" / ("synthetic_quick.json" if quick else "synthetic.json")

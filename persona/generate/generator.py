@@ -55,6 +55,9 @@ class GenerateConfig:
     resolution: int = 256  # longer side of the generated frames, pixels (the photo's aspect)
     orbit_degrees: float = 360.0  # camera orbit over each clip, alternating direction
     blend_frames: int = 4  # frames over which the photo's pose blends into the motion
+    # A relative depth estimate on each frame a diffusion backend makes (`persona.perceive.depth`;
+    # the synth backend renders exact depth): a geometry target for the PERSONA optimisation.
+    depth_estimates: bool = True
 
 
 @dataclass
@@ -218,6 +221,13 @@ def generate_training_set(
         spec = BACKENDS["synth"]
         frames = spec.run(inputs, plan, config, torch.Generator().manual_seed(seed), progress)
     assert len(frames) == plan.num_frames, (len(frames), plan.num_frames)
+    if spec.name != "synth" and config.depth_estimates:
+        from persona.perceive.depth import add_depth_estimates
+
+        if progress is not None:
+            progress(1.0, "estimating the generated frames' depth")
+        frames, depth_notes = add_depth_estimates(frames, "cuda" if torch.cuda.is_available() else "cpu")
+        notes += depth_notes
     seconds = time.perf_counter() - start
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)
     return TrainingSet(

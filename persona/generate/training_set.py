@@ -32,6 +32,8 @@ class TrainingFrame:
     depth: (H, W) metres along the optical axis where the person is (mask > 0.5), else 0.
     normal: (H, W, 3) unit normals in camera axes (OpenCV: x right, y down, z forward) where
         the person is, else 0. depth and normal are None where the backend cannot give them.
+    depth_relative: depth is known only up to a scale and a shift (a monocular estimate); the
+        loss aligns it to the render first (`persona.avatar.losses.affine_aligned`).
     """
 
     image: torch.Tensor
@@ -43,6 +45,7 @@ class TrainingFrame:
     index: int = 0
     depth: torch.Tensor | None = None
     normal: torch.Tensor | None = None
+    depth_relative: bool = False
 
     def __post_init__(self):
         H, W = self.mask.shape
