@@ -110,12 +110,16 @@ QUEUE_SIZE = int(os.environ.get("PERSONA_QUEUE_SIZE", "32"))
 GPU_SECONDS = {"preview": (12.0, 0.03), "standard": (36.0, 0.04), "high": (154.0, 0.05)}
 # The training-video generator, per generated frame: synth renders one frame in a few ms
 # (declared 0.05 s); a diffusion backend takes twice its measured H100 time per frame at the
-# preset's video settings (bench/results/video_gpu.json) plus 0.3 s of mediapipe on the frame,
-# and first loads its weights: declared 2 s per GB (a 1 GB/s read, twice), not yet measured.
+# preset's video settings (bench/results/video_gpu.json) plus 0.3 s of mediapipe and 0.1 s of
+# depth estimate (a 25M-parameter ViT at 518 px; not yet measured) on the frame, and first
+# loads its weights and the depth estimator's: declared 2 s per GB (a 1 GB/s read, twice).
 SYNTH_GPU_SECONDS_PER_FRAME = 0.05
-PERCEIVE_SECONDS_PER_FRAME = 0.3
+PERCEIVE_SECONDS_PER_FRAME = 0.4
 LOAD_SECONDS_PER_GB = 2.0
-GENERATOR_WEIGHTS = {"synth": (), "wan-vace": ("wan-vace-1.3b",), "mimicmotion": ("mimicmotion", "svd-xt-1-1")}
+GENERATOR_WEIGHTS = {
+    "synth": (), "wan-vace": ("wan-vace-1.3b", "depth-anything-v2-small"),
+    "mimicmotion": ("mimicmotion", "svd-xt-1-1", "depth-anything-v2-small"),
+}  # fmt: skip
 ANIMATE_GPU_SECONDS = (4.0, 0.02)  # (fixed: loading the package, per frame at 384 px)
 MAX_GPU_SECONDS = 300
 

@@ -17,7 +17,8 @@ video model's is (a few regions of the body, drawn per clip, change hue, and the
 fine detail, stripes and patterns, washes out), so no global colour correction can undo it;
 shape noise (the garment's amplitude varies per frame, the mask is eroded or dilated by a
 pixel); and pose noise (the person is rendered in a slightly different pose than the driving
-one the frame records).
+one the frame records). Each frame can also carry a depth estimate of what it shows, known
+only up to a scale and a shift and off by a smooth error, as a monocular estimator's.
 """
 
 from __future__ import annotations

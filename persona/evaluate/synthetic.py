@@ -4,8 +4,10 @@ For each synthetic subject (`persona.evaluate.subjects`):
 1. the captured photo: the subject rendered exactly, from the front, in the photo pose;
 2. the first avatar, as the pipeline makes it: texture projected from the photo onto the body
    (the true shape and pose stand in for the fit), Gaussians optimised on the photo;
-3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk and
-   dance, orbiting cameras) rendered by the simulator with diffusion-like imperfections;
+3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk,
+   dance and stretch, orbiting cameras) rendered by the simulator with diffusion-like
+   imperfections, each with a relative depth estimate (`estimated_depth`), as the pipeline's
+   depth estimator gives a diffusion generator's frames;
 4. held-out ground truth: other motions (wave, jump, turn around) from views evenly around
    the person (front, sides and back alike), exact;
 5. the PERSONA optimisation, for the full method and each ablation, then PSNR, SSIM and
@@ -159,7 +161,7 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
             img, mask, depth = imperfect_frame(
                 subject, body, frame_pose, cam, progress, config.imperfections, generator, drifted, depth_generator
             )
-            frames.append(TrainingFrame(img, mask, frame_pose, cam, False, clip.name, i, depth=depth, depth_relative=True))
+            frames.append(TrainingFrame(img, mask, frame_pose, cam, False, clip.name, i, depth=depth, depth_relative=depth is not None))
     training_set = TrainingSet(frames, shape, "simulator", [c.name for c in plan.clips])
 
     # Held-out truth: other motions, each from `heldout_per_motion` views evenly around the
