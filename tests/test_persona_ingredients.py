@@ -472,8 +472,8 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     from persona.evaluate.synthetic import SyntheticConfig, build_scene, evaluate
 
     config = SyntheticConfig(
-        subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, train_motions=("walk", "dance"), frames_per_motion=3, heldout_per_motion=1,
-        first_iterations=5, persona=PersonaConfig(iterations=12, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
+        subjects=1, avatar_level=0, photo_size=(48, 64), resolution=64, train_motions=("walk", "dance"), frames_per_motion=3,
+        heldout_per_motion=1, depth_estimates=False, first_iterations=5, persona=PersonaConfig(iterations=12, deform=TINY, skinning=WeightFieldConfig(resolution=16)),
     )  # fmt: skip
     subject = make_subject(body, SUBJECTS[0], level=1)
     scene = build_scene(body, subject, config, seed=0)
