@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from persona.avatar.model import blend_points, render_isotropic
-from persona.avatar.rasterizer import RenderOutput
 from persona.avatar.surface import SurfaceBinding, bind_surface
 from persona.avatar.train import face_areas
 from persona.body.model import BodyModel, BodyPose
@@ -250,25 +249,20 @@ def render_subject(
     """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W).
     colors (M, 3) / weights (M, J) replace the subject's colours / skinning weights; garment_pose:
     the pose whose garment shape the subject wears (default: `pose`)."""
-    out = _render(subject, body, pose, camera, amplitude_factor, colors, garment_pose, weights)
+    means = _posed_means(subject, body, pose, amplitude_factor, pose if garment_pose is None else garment_pose, weights)
+    with torch.no_grad():
+        out = render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
     return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
 
 
-def _render(
-    subject: Subject,
-    body: BodyModel,
-    pose: BodyPose,
-    camera: Camera,
-    amplitude_factor: float = 1.0,
-    colors: torch.Tensor | None = None,
-    garment_pose: BodyPose | None = None,
-    weights: torch.Tensor | None = None,
-) -> RenderOutput:
+def _posed_means(
+    subject: Subject, body: BodyModel, pose: BodyPose, amplitude_factor: float, garment_pose: BodyPose, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """(M, 3) the subject's Gaussians in `pose` (batch 1), wearing the garment of garment_pose."""
     with torch.no_grad():
         transforms = body.forward(subject.shape[None], pose).bone_transforms
-        garment = garment_offsets(subject, body, pose if garment_pose is None else garment_pose, amplitude_factor)[0]
-        means = blend_points(subject.weights if weights is None else weights, transforms, subject.rest_points + garment)[0]
-        return render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
+        garment = garment_offsets(subject, body, garment_pose, amplitude_factor)[0]
+        return blend_points(subject.weights if weights is None else weights, transforms, subject.rest_points + garment)[0]
 
 
 def estimated_depth(
@@ -316,7 +310,8 @@ def imperfect_frame(
     colors = subject.colors if drifted is None else torch.lerp(subject.colors, drifted, progress_in_clip)
     if imperfections.pose_noise > 0:
         pose = noisy_pose(body, pose, imperfections.pose_noise, generator)
-    out = _render(subject, body, pose, camera, max(0.0, amplitude), colors)
+    with torch.no_grad():
+        out = render_isotropic(_posed_means(subject, body, pose, max(0.0, amplitude), pose, None), subject.log_scales, colors, camera, torch.ones(3))
     image, alpha = out.features.clamp(0, 1), out.alpha.clamp(0, 1)
     gain = 1 + imperfections.color_drift * progress_in_clip + imperfections.color_jitter * torch.randn(3, generator=generator, device="cpu").to(image.device)
     background = 1 - alpha[..., None]
