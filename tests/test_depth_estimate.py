@@ -88,3 +88,19 @@ def test_without_weights_the_frames_come_back_unchanged_with_a_note(subject, tmp
     frames, notes = add_depth_estimates([photo, frame])
     assert frames == [photo, frame] and frames[1].depth is None
     assert len(notes) == 1 and WEIGHTS in notes[0] and "Apache-2.0" in notes[0] and "masks and images alone" in notes[0]
+
+
+def test_the_timing_benchmark_builds_the_real_architecture_and_times_a_frame(tmp_path):
+    """bench/depth_estimate.py: Depth Anything V2 Small's sizes (24.8M parameters, as the Hub's
+    model card), loaded by the real loading code, and a timed frame."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "depth_estimate.py"
+    spec = importlib.util.spec_from_file_location("depth_estimate_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert round(bench.save_depth_anything_v2_small(tmp_path) / 1e6, 1) == 24.8
+    estimator = load_depth_estimator("cpu", local_dir=tmp_path)
+    timing = bench.time_preset(estimator, resolution=64, frames=1, warmup=0)
+    assert timing["frame_size"] == [48, 64] and timing["seconds_per_frame"] > 0
