@@ -21,18 +21,17 @@ from pathlib import Path
 
 import torch
 import transformers
+from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
 from persona.benchmark import machine
 from persona.config import PRESETS
-from persona.perceive.depth import load_depth_estimator
+from persona.perceive.depth import DepthEstimator, load_depth_estimator
 from persona.pipeline import versions
 
 
 def save_depth_anything_v2_small(folder: Path) -> int:
     """Depth Anything V2 Small's architecture (the Hub's config.json) with random weights, in
     `folder`; returns its parameter count."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
     backbone = Dinov2Config(
         hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, patch_size=14, image_size=518,
         out_indices=[3, 6, 9, 12], reshape_hidden_states=False, layerscale_value=1.0,
@@ -46,7 +45,7 @@ def save_depth_anything_v2_small(folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def time_preset(estimator, resolution: int, frames: int, warmup: int = 3) -> dict[str, float]:
+def time_preset(estimator: DepthEstimator, resolution: int, frames: int, warmup: int = 3) -> dict[str, object]:
     """Seconds per frame of `estimator` on a 3:4 frame `resolution` pixels high, with a
     person-shaped box as its mask."""
     height, width = resolution, resolution * 3 // 4
