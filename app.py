@@ -111,7 +111,8 @@ GPU_SECONDS = {"preview": (12.0, 0.03), "standard": (36.0, 0.04), "high": (154.0
 # The training-video generator, per generated frame: synth renders one frame in a few ms
 # (declared 0.05 s); a diffusion backend takes twice its measured H100 time per frame at the
 # preset's video settings (bench/results/video_gpu.json) plus 0.3 s of mediapipe and 0.1 s of
-# depth estimate (a 25M-parameter ViT at 518 px; not yet measured) on the frame, and first
+# depth estimate (a 25M-parameter ViT at 518 px; 14 ms measured on an H200,
+# bench/results/depth_estimate_cuda.json) on the frame, and first
 # loads its weights and the depth estimator's: declared 2 s per GB (a 1 GB/s read, twice).
 SYNTH_GPU_SECONDS_PER_FRAME = 0.05
 PERCEIVE_SECONDS_PER_FRAME = 0.4
