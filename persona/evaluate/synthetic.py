@@ -80,7 +80,7 @@ class SyntheticConfig:
     first_iterations: int = 200  # the first avatar's optimisation on the photo
     persona: PersonaConfig = field(default_factory=lambda: PersonaConfig(
         iterations=1350, deform=DeformConfig(triplane_channels=32, triplane_resolution=128), skinning=WeightFieldConfig(resolution=96),
-    ))  # PERSONA's deformer sizes (the high preset's); 1350 steps gave +0.18 dB over 900 (README)
+    ))  # PERSONA's deformer sizes (the high preset's); 1350 steps: 25.06 dB against 24.94 at 900 (README)
     imperfections: Imperfections = field(default_factory=Imperfections)
     device: str = "cpu"
     variants: tuple[str, ...] = tuple(VARIANTS)  # names in VARIANTS
