@@ -78,9 +78,14 @@ class SyntheticConfig:
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
     first_iterations: int = 200  # the first avatar's optimisation on the photo
+    # PERSONA's deformer sizes (the high preset's); 1350 steps: 25.06 dB against 24.94 at 900.
+    # hops 7: the shirts' hem (dominant joints the lowest of anny's five spine joints) sees the
+    # upper arms it lifts with; with the pose-offset regulariser 10x weaker, 25.26 against 25.06
+    # (ben +0.47, cleo +0.53; README, 2026-12-06).
     persona: PersonaConfig = field(default_factory=lambda: PersonaConfig(
-        iterations=1350, deform=DeformConfig(triplane_channels=32, triplane_resolution=128), skinning=WeightFieldConfig(resolution=96),
-    ))  # PERSONA's deformer sizes (the high preset's); 1350 steps: 25.06 dB against 24.94 at 900 (README)
+        iterations=1350, deform=DeformConfig(triplane_channels=32, triplane_resolution=128, hops=7), deform_weight=1e-3,
+        skinning=WeightFieldConfig(resolution=96),
+    ))
     imperfections: Imperfections = field(default_factory=Imperfections)
     device: str = "cpu"
     variants: tuple[str, ...] = tuple(VARIANTS)  # names in VARIANTS
