@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument(
         "--merge", nargs="+", type=Path, default=None, metavar="RECORD",
-        help="synthetic: combine the records of runs that differ only in --variants into --out (nothing runs)",
+        help="synthetic: combine the records of runs with the same settings into --out: other --variants side by side, repeats averaged (nothing runs)",
     )  # fmt: skip
     bench.add_argument("--presets", default="preview,standard,high", help="gpu: comma-separated presets to time")
     bench.add_argument("--image", type=Path, default=EXAMPLE)
@@ -235,7 +235,7 @@ def _motions(args) -> None:
 
 
 def _merge_synthetic(paths: list[Path], out: Path | None) -> Path:
-    """`bench synthetic --merge A B --out C`: the records of a run split over calls, as one."""
+    """`bench synthetic --merge A B --out C`: the records of a run split over calls, or repeated, as one."""
     from persona.evaluate.synthetic import merge_records
 
     if out is None:

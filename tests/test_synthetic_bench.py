@@ -102,7 +102,7 @@ def test_records_of_a_split_run_merge_into_one(body, tmp_path):
     assert merged["variants"]["full"] == parts[1]["variants"]["full"]
     assert set(merged["per_subject"]["ada"]) == {"first_avatar", "full", "no_pose_deformation"}
     assert merged["seconds_total"] == pytest.approx(parts[0]["seconds_total"] + parts[1]["seconds_total"], abs=0.11)
-    with pytest.raises(PersonaError, match="more than one"):
+    with pytest.raises(PersonaError, match="more than once"):
         merge_records([parts[0], parts[0]])
     with pytest.raises(PersonaError, match="different settings"):
         merge_records([parts[0], {**parts[1], "config": {**parts[1]["config"], "resolution": 64}}])
@@ -116,3 +116,26 @@ def test_records_of_a_split_run_merge_into_one(body, tmp_path):
     assert json.loads(out.read_text())["variants"] == json.loads(json.dumps(merged))["variants"]
     (tmp_path / "broken.json").write_text("{not json")
     assert main(["bench", "synthetic", "--merge", str(paths[0]), str(tmp_path / "broken.json"), "--out", str(out)]) != 0
+def test_repeated_runs_merge_into_their_means(body):
+    """A variant in several records (repeats, for the GPU's run-to-run spread): its metrics
+    are the runs' means, per subject and overall, and each run's held-out PSNR is kept."""
+    one = replace(TINY, subjects=1, variants=("full",))
+    runs = [run_synthetic_benchmark(body, one, log=lambda message: None) for _ in range(2)]
+    fake = {**runs[1], "date": "another call"}  # a third run that scored 1 dB higher
+    fake["per_subject"] = {"ada": {**runs[1]["per_subject"]["ada"], "full": {**runs[1]["per_subject"]["ada"]["full"]}}}
+    fake["per_subject"]["ada"]["full"]["psnr_heldout"] += 1
+    fake["variants"] = {"full": {**runs[1]["variants"]["full"], "psnr_heldout": runs[1]["variants"]["full"]["psnr_heldout"] + 1}}
+    records = [*runs, fake]
+    each = [r["variants"]["full"]["psnr_heldout"] for r in records]
+    merged = merge_records(records)
+    full = merged["variants"]["full"]
+    assert full["runs"] == 3 and full["psnr_heldout_runs"] == each and len(full["iou_heldout_runs"]) == 3
+    assert full["psnr_heldout"] == pytest.approx(sum(each) / 3, abs=1e-4)
+    ada = merged["per_subject"]["ada"]["full"]
+    assert ada["runs"] == 3 and ada["psnr_heldout"] == pytest.approx(sum(r["per_subject"]["ada"]["full"]["psnr_heldout"] for r in records) / 3, abs=1e-4)
+    # Merging the merged record with a fourth run weighs each run once.
+    again = merge_records([merged, {**runs[0], "date": "a fourth call"}])
+    assert again["variants"]["full"]["runs"] == 4
+    assert again["variants"]["full"]["psnr_heldout"] == pytest.approx((sum(each) + each[0]) / 4, abs=1e-4)
+
+

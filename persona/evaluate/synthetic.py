@@ -374,26 +374,46 @@ def run_synthetic_benchmark(body: BodyModel, config: SyntheticConfig, log: Log =
 
 
 def merge_records(records: list[dict]) -> dict:
-    """One record from runs with the same settings and different variants (the full run split
-    over GPU calls with `--variants`): the variants side by side, the first avatar and the
-    oracles of the first record (the same seeds make the same ones), seconds added up."""
+    """One record from runs with the same settings: the full run split over GPU calls with
+    `--variants`, and repeats (a variant in several records, to tell an effect from the
+    GPU's run-to-run spread). A repeated variant's metrics are the means over its runs, per
+    subject and overall, with `runs` and each run's `psnr_heldout_runs` / `iou_heldout_runs`
+    beside them. The first avatar and the oracles are the first record's (the same seeds make
+    the same ones); seconds_total adds up, a variant's seconds are one run's (the mean)."""
     settings = lambda record: {k: v for k, v in record["config"].items() if k != "variants"}  # noqa: E731
-    merged = {**records[0], "variants": {}, "per_subject": {s: {"first_avatar": r["first_avatar"]} for s, r in records[0]["per_subject"].items()}}
-    for record in records:
+    for i, record in enumerate(records):
         if settings(record) != settings(records[0]):
             raise PersonaError("These benchmark records were made with different settings; only runs that differ in --variants can be merged.")
-        overlap = sorted(set(record["variants"]) & set(merged["variants"]))
-        if overlap:
-            raise PersonaError(f"Variant(s) {', '.join(overlap)} appear in more than one record.")
-        merged["variants"].update(record["variants"])
-        for subject, results in record["per_subject"].items():
-            merged["per_subject"][subject].update({k: v for k, v in results.items() if k != "first_avatar"})
-    order = [name for name in VARIANTS if name in merged["variants"]]
-    merged["variants"] = {name: merged["variants"][name] for name in order}
+        if any(record == other for other in records[:i]):
+            raise PersonaError(f"The record of {record['date']} is given more than once.")
+    runs: dict[str, list[dict]] = {}  # variant -> the records that ran it
+    for record in records:
+        for name in record["variants"]:
+            runs.setdefault(name, []).append(record)
+    order = [name for name in VARIANTS if name in runs]
+    subjects = list(records[0]["per_subject"])
+    merged = {**records[0], "variants": {}, "per_subject": {s: {"first_avatar": records[0]["per_subject"][s]["first_avatar"]} for s in subjects}}
+    for name in order:
+        merged["variants"][name] = _mean_of_runs([r["variants"][name] for r in runs[name]])
+        for subject in subjects:
+            merged["per_subject"][subject][name] = _mean_of_runs([r["per_subject"][subject][name] for r in runs[name]])
     merged["config"] = {**records[0]["config"], "variants": order}
     merged["date"] = max(record["date"] for record in records)
     merged["seconds_total"] = round(sum(record["seconds_total"] for record in records), 1)
     return merged
+
+
+def _mean_of_runs(results: list[dict]) -> dict:
+    """One variant's metrics over its runs: a single run as it is; repeats averaged, with
+    `runs` and the held-out PSNR and IoU of each run (a merged record's repeats count as its
+    `runs`, so merging merged records weighs every run once)."""
+    if len(results) == 1:
+        return results[0]
+    counts = [r.get("runs", 1) for r in results]
+    metrics = [k for k in results[0] if k != "runs" and not k.endswith("_runs")]
+    mean = {k: round(sum(n * r[k] for n, r in zip(counts, results)) / sum(counts), 4) for k in metrics}
+    each = {f"{k}_runs": [x for r in results for x in r.get(f"{k}_runs", [r[k]])] for k in ("psnr_heldout", "iou_heldout")}
+    return {**mean, "runs": sum(counts), **each}
 
 
 def write_synthetic_benchmark(
