@@ -116,6 +116,8 @@ def test_records_of_a_split_run_merge_into_one(body, tmp_path):
     assert json.loads(out.read_text())["variants"] == json.loads(json.dumps(merged))["variants"]
     (tmp_path / "broken.json").write_text("{not json")
     assert main(["bench", "synthetic", "--merge", str(paths[0]), str(tmp_path / "broken.json"), "--out", str(out)]) != 0
+
+
 def test_repeated_runs_merge_into_their_means(body):
     """A variant in several records (repeats, for the GPU's run-to-run spread): its metrics
     are the runs' means, per subject and overall, and each run's held-out PSNR is kept."""
@@ -137,5 +139,3 @@ def test_repeated_runs_merge_into_their_means(body):
     again = merge_records([merged, {**runs[0], "date": "a fourth call"}])
     assert again["variants"]["full"]["runs"] == 4
     assert again["variants"]["full"]["psnr_heldout"] == pytest.approx((sum(each) + each[0]) / 4, abs=1e-4)
-
-

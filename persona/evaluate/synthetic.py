@@ -383,7 +383,7 @@ def merge_records(records: list[dict]) -> dict:
     settings = lambda record: {k: v for k, v in record["config"].items() if k != "variants"}  # noqa: E731
     for i, record in enumerate(records):
         if settings(record) != settings(records[0]):
-            raise PersonaError("These benchmark records were made with different settings; only runs that differ in --variants can be merged.")
+            raise PersonaError("These benchmark records were made with different settings; only runs with the same settings can be merged.")
         if any(record == other for other in records[:i]):
             raise PersonaError(f"The record of {record['date']} is given more than once.")
     runs: dict[str, list[dict]] = {}  # variant -> the records that ran it
