@@ -41,6 +41,7 @@ from persona.avatar.texture import project_texture
 from persona.avatar.train import AvatarConfig, initial_avatar, optimize_on_photo
 from persona.body.model import BodyModel, BodyPose
 from persona.body.weight_field import WeightFieldConfig
+from persona.config import PRESETS
 from persona.camera import Camera
 from persona.errors import PersonaError
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
@@ -78,14 +79,9 @@ class SyntheticConfig:
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
     first_iterations: int = 200  # the first avatar's optimisation on the photo
-    # PERSONA's deformer sizes (the high preset's); 1350 steps: 25.06 dB against 24.94 at 900.
-    # hops 7: the shirts' hem (dominant joints the lowest of anny's five spine joints) sees the
-    # upper arms it lifts with; with the pose-offset regulariser 10x weaker, 25.26 against 25.06
-    # (ben +0.47, cleo +0.53; README, 2026-12-06).
-    persona: PersonaConfig = field(default_factory=lambda: PersonaConfig(
-        iterations=1350, deform=DeformConfig(triplane_channels=32, triplane_resolution=128, hops=7), deform_weight=1e-3,
-        skinning=WeightFieldConfig(resolution=96),
-    ))
+    # The high preset's (PERSONA's deformer sizes, the pose input reaching 7 bones, the
+    # regulariser at 1e-3), at 1350 steps: 25.06 dB against 24.94 at 900 (README).
+    persona: PersonaConfig = field(default_factory=lambda: replace(PRESETS["high"].persona, iterations=1350))
     imperfections: Imperfections = field(default_factory=Imperfections)
     device: str = "cpu"
     variants: tuple[str, ...] = tuple(VARIANTS)  # names in VARIANTS
