@@ -36,7 +36,7 @@ def test_without_gpu_or_weights_the_generator_falls_back_to_synth(subject, monke
 
     monkeypatch.setattr(diffusion, "_device", unavailable)
     training = generate_training_set(subject, CONFIG, seed=0)
-    assert training.backend == "synth" and training.num_generated == 4
+    assert training.backend == "synth" and training.num_generated == 4 and training.follows_driving_pose
     assert len(training.notes) == 1 and "'mimicmotion'" in training.notes[0] and "CUDA" in training.notes[0]
 
 
@@ -50,6 +50,7 @@ def test_mimicmotion_backend_end_to_end_with_a_tiny_pipeline(subject, monkeypatc
     monkeypatch.setenv(WEIGHTS_DIR_VARIABLE, str(tmp_path))
     training = generate_training_set(subject, CONFIG, seed=0)
     assert training.backend == "mimicmotion" and training.num_generated == 4 and not training.notes
+    assert not training.follows_driving_pose  # a video model's frames: their poses are refined loosely
     for frame in training.generated:
         assert frame.image.shape == (64, 48, 3) and frame.mask.shape == (64, 48)
         assert torch.isfinite(frame.image).all() and 0 <= float(frame.image.min()) and float(frame.image.max()) <= 1

@@ -42,7 +42,7 @@ def training_set(subject):
 
 def test_synth_frames_shapes_masks_and_report(training_set):
     ts = training_set
-    assert ts.backend == "synth" and ts.motions == ["walk", "dance"]
+    assert ts.backend == "synth" and ts.motions == ["walk", "dance"] and ts.follows_driving_pose
     assert len(ts.frames) == 1 + 16 and ts.num_generated == 16
     assert ts.frames[0].captured and not any(f.captured for f in ts.frames[1:])
     assert [f.index for f in ts.clip("dance")] == list(range(8))
@@ -129,6 +129,7 @@ def test_backends_registry():
     assert set(BACKENDS) >= {"synth", "wan-vace", "mimicmotion"}
     for name in ("synth", "wan-vace", "mimicmotion"):  # the diffusion ones fall back to synth without weights
         assert get_backend(name).run is not None
+        assert get_backend(name).follows_driving_pose == (name == "synth")  # a video model's frames do not
     with pytest.raises(PersonaError, match="Unknown training-video generator"):
         get_backend("sora")
 

@@ -530,6 +530,18 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
         assert torch.equal(a.image, b.image) and a.depth_relative and a.depth is not None and b.depth is None
     shaped, _ = optimize_persona(scene.first_avatar, body, with_depth.training_set, config.persona)
     assert not torch.equal(shaped.offsets, avatar.offsets) and torch.isfinite(shaped.offsets).all()
+    # Frames that do not follow their driving pose (a video model's) have their poses refined
+    # with a larger step and a weaker pull; seen here on the photo's pose, refined too.
+    assert scene.training_set.follows_driving_pose  # the simulator renders the driving poses exactly
+    refined = replace(config.persona, refine_photo_pose=True, pose_deformation=False)
+    start = scene.first_avatar.photo_pose.joint_rotations
+
+    def pose_change(training_set):
+        trained, _ = optimize_persona(scene.first_avatar, body, training_set, refined)
+        return float((trained.photo_pose.joint_rotations - start).abs().amax())
+
+    exact, loose = pose_change(scene.training_set), pose_change(replace(scene.training_set, follows_driving_pose=False))
+    assert 0 < exact and loose > 3 * exact, (exact, loose)
 
 
 def test_unseen_colors_come_from_the_frames_that_see_the_back(body):

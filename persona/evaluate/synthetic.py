@@ -163,7 +163,9 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
                 subject, body, frame_pose, cam, progress, config.imperfections, generator, drifted, depth_generator
             )
             frames.append(TrainingFrame(img, mask, frame_pose, cam, False, clip.name, i, depth=depth, depth_relative=depth is not None))
-    training_set = TrainingSet(frames, shape, "simulator", [c.name for c in plan.clips])
+    training_set = TrainingSet(
+        frames, shape, "simulator", [c.name for c in plan.clips], follows_driving_pose=config.imperfections.pose_noise == 0
+    )  # fmt: skip
 
     # Held-out truth: other motions, each from `heldout_per_motion` views evenly around the
     # person, half a step off the photo's (n = 6: 30, 90, ..., 330 degrees), each motion's

@@ -91,6 +91,8 @@ class BackendSpec:
     licence: str
     weights: str  # where its weights come from ("none": embedded)
     run: Backend | None  # None: not available in this version
+    # Whether its frames show the person exactly in their driving pose (`TrainingSet`).
+    follows_driving_pose: bool = False
 
 
 # --- the synth backend ------------------------------------------------------------------------
@@ -163,7 +165,8 @@ def _wan_vace(*args, **kwargs) -> list[TrainingFrame]:
 
 BACKENDS: dict[str, BackendSpec] = {
     "synth": BackendSpec(
-        "synth", "renders the first avatar in the driving poses (embedded, no weights)", "Apache-2.0", "none", synth_backend
+        "synth", "renders the first avatar in the driving poses (embedded, no weights)", "Apache-2.0", "none", synth_backend,
+        follows_driving_pose=True,
     ),
     "wan-vace": BackendSpec(
         "wan-vace", "Wan2.1-VACE-1.3B pose-controlled video diffusion (diffusers WanVACEPipeline)", "Apache-2.0",
@@ -231,5 +234,6 @@ def generate_training_set(
     seconds = time.perf_counter() - start
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)
     return TrainingSet(
-        [photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3), notes
+        [photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3), notes,
+        spec.follows_driving_pose,
     )  # fmt: skip

@@ -72,6 +72,9 @@ class TrainingSet:
 
     shape: (S,) the subject's body shape every pose is for. backend: the generator backend
     that made the generated frames. motions: the driving motions, one clip each.
+    follows_driving_pose: whether each generated frame shows the person exactly in the pose it
+    records (a render of the avatar does; a video model follows its pose conditioning only
+    roughly), which sets how freely the PERSONA optimisation refines the frames' poses.
     """
 
     frames: list[TrainingFrame]
@@ -80,6 +83,7 @@ class TrainingSet:
     motions: list[str]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    follows_driving_pose: bool = True
 
     def to(self, device: torch.device | str) -> "TrainingSet":
         return replace(self, frames=[f.to(device) for f in self.frames], shape=self.shape.to(device))
