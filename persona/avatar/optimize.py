@@ -340,8 +340,10 @@ def optimize_persona(
     lo, hi = rig.rest_points.min(0).values, rig.rest_points.max(0).values
     deformer = PoseDeformer(config.deform, len(pose_joints), (lo + hi) / 2).to(device) if config.pose_deformation else None
     refinement = _PoseRefinement(len(frames), pose_joint_index).to(device)
-    exact_poses = training_set.follows_driving_pose
-    lr_pose, pose_weight = (config.lr_pose, config.pose_weight) if exact_poses else (config.lr_pose_loose, config.pose_weight_loose)
+    if training_set.follows_driving_pose:
+        lr_pose, pose_weight = config.lr_pose, config.pose_weight
+    else:  # a video model's frames
+        lr_pose, pose_weight = config.lr_pose_loose, config.pose_weight_loose
     groups = [
         {"params": [offsets], "lr": config.lr_offsets * float(avatar.log_scales.exp().mean())},
         {"params": [log_scales], "lr": config.lr_scales},
