@@ -71,8 +71,8 @@ PRESETS: dict[str, Preset] = {
         generate=GenerateConfig(motions=("walk", "dance", "jump", "wave"), frames_per_motion=36, resolution=512),
         # Measured as the full ground-truth benchmark (`SyntheticConfig.persona`). A pose input
         # reaching 7 bones, so that a shirt's hem (on anny's lowest spine joints) sees the arms
-        # it lifts with, and the pose-offset regulariser at 1e-3: 25.26 dB held-out against
-        # 25.06 (README, 2026-12-06).
+        # it lifts with, and the pose-offset regulariser at 1e-3: 25.27 dB held-out (the mean
+        # of two runs) against 25.06 (README, 2026-12-06).
         persona=PersonaConfig(
             iterations=1200, deform=DeformConfig(triplane_channels=32, triplane_resolution=128, hops=7), deform_weight=1e-3,
             skinning=WeightFieldConfig(resolution=96),

@@ -41,8 +41,8 @@ from persona.avatar.texture import project_texture
 from persona.avatar.train import AvatarConfig, initial_avatar, optimize_on_photo
 from persona.body.model import BodyModel, BodyPose
 from persona.body.weight_field import WeightFieldConfig
-from persona.config import PRESETS
 from persona.camera import Camera
+from persona.config import PRESETS
 from persona.errors import PersonaError
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
 from persona.generate.driving import orbit_about, plan_driving
