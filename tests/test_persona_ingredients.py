@@ -2,9 +2,12 @@
 balanced sampling, kinematic hops and the pose-input mask, rigid regions, the deformer, the
 diffused weight field, and the ground-truth simulator."""
 
+from dataclasses import replace
+
+import pytest
 import torch
 
-from persona.avatar.deform import DeformConfig, PoseDeformer, pose_features
+from persona.avatar.deform import POSE_RESPONSES, DeformConfig, PoseDeformer, pose_features
 from persona.avatar.model import AvatarRig, blend_points
 from persona.avatar.sampling import BalancedSampler
 from persona.avatar.train import AvatarConfig, initial_avatar
@@ -200,9 +203,10 @@ def test_joint_parts_follow_the_part_roots(body):
 # --- the deformer -----------------------------------------------------------------------------
 
 
-def test_deformer_starts_at_zero_and_respects_mask_and_rigid_points():
+@pytest.mark.parametrize("response", POSE_RESPONSES)
+def test_deformer_starts_at_zero_and_respects_mask_and_rigid_points(response):
     torch.manual_seed(0)
-    deformer = PoseDeformer(TINY, num_pose_joints=3, centre=torch.zeros(3))
+    deformer = PoseDeformer(replace(TINY, pose_response=response), num_pose_joints=3, centre=torch.zeros(3))
     points = torch.randn(5, 3) * 0.3
     pose = pose_features(torch.randn(2, 3, 3) * 0.5)  # (B=2, P=3, 6)
     mask = torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 1]])
@@ -220,6 +224,22 @@ def test_deformer_starts_at_zero_and_respects_mask_and_rigid_points():
     assert torch.equal(again[:, 0], out[:, 0]) and not torch.equal(again[:, 1], out[:, 1])
     moved[:, 0] += 0.3
     assert not torch.equal(deformer(points, moved, mask, movable)[:, 0], out[:, 0])
+    assert sum(p.numel() for p in deformer.parameters()) == PoseDeformer.parameter_count(deformer.config, 3)
+
+
+def test_the_linear_pose_response_is_a_blend_shape_per_point():
+    """Offsets affine in the masked pose features: twice the pose's departure from the rest
+    pose gives twice the offset's departure from the rest pose's offset."""
+    torch.manual_seed(0)
+    deformer = PoseDeformer(replace(TINY, pose_response="linear"), num_pose_joints=3, centre=torch.zeros(3))
+    torch.nn.init.normal_(deformer.out.weight)
+    points, mask, movable = torch.randn(6, 3) * 0.3, torch.ones(6, 3), torch.ones(6)
+    pose = pose_features(torch.randn(1, 3, 3) * 0.5)
+    rest = deformer(points, torch.zeros_like(pose), mask, movable)
+    once, twice = (deformer(points, k * pose, mask, movable) - rest for k in (1, 2))
+    assert once.abs().min() > 0 and torch.allclose(twice, 2 * once, atol=1e-6)
+    with pytest.raises(ValueError, match="pose response"):
+        PoseDeformer(replace(TINY, pose_response="quadratic"), 3, torch.zeros(3))
 
 
 def test_pose_features_are_zero_at_rest():
@@ -344,7 +364,7 @@ def test_a_deformed_avatar_poses_like_the_body_when_its_offsets_are_zero(body):
 # --- the deformation in avatar packages -------------------------------------------------------
 
 
-def _deformed_avatar(body):
+def _deformed_avatar(body, response="mlp"):
     from dataclasses import replace
 
     from persona.camera import Camera
@@ -353,15 +373,16 @@ def _deformed_avatar(body):
     camera = Camera(torch.eye(4), 100.0, 100.0, 32.0, 32.0, 64, 64)
     avatar = initial_avatar(body, body.default_shape, BodyPose.zeros(1, body.num_joints), camera, colors, AvatarConfig(subdivision=0))
     torch.manual_seed(1)
-    deformer = PoseDeformer(TINY, len(body.fit_joints), torch.tensor([0.0, 0.9, 0.0]))
+    deformer = PoseDeformer(replace(TINY, pose_response=response), len(body.fit_joints), torch.tensor([0.0, 0.9, 0.0]))
     torch.nn.init.normal_(deformer.out.weight, std=0.5)
     return replace(avatar, deformer=deformer.requires_grad_(False), skinning=WeightFieldConfig(resolution=16), pose_joints=tuple(body.fit_joints))
 
 
-def test_a_deformed_avatar_round_trips_through_its_package(body, tmp_path):
+@pytest.mark.parametrize("response", POSE_RESPONSES)
+def test_a_deformed_avatar_round_trips_through_its_package(body, tmp_path, response):
     from persona.avatar.storage import load_avatar, save_avatar
 
-    avatar = _deformed_avatar(body)
+    avatar = _deformed_avatar(body, response)
     path = save_avatar(tmp_path / "a.persona", avatar, {})
     loaded = load_avatar(path, body)
     assert loaded.deformer is not None and loaded.pose_joints == avatar.pose_joints and loaded.skinning == avatar.skinning

@@ -6,7 +6,10 @@ cube around the rest body, concatenated with the pose (a 6D rotation per driving
 the rest pose), of which only the joints within `hops` bones of the point's dominant joint are
 kept (the others are zeroed, so a hand's pose cannot move a foot's cloth); an MLP (Linear,
 GroupNorm, ReLU; zero-initialised output layer) gives 3 numbers times `output_scale` metres
-(PERSONA: /100). Rigid points (hands, face, eyes) get no offset.
+(PERSONA: /100). Rigid points (hands, face, eyes) get no offset. With `pose_response`
+"linear" the MLP reads the triplane features alone and the offset is linear in the masked
+pose (a blend shape per point): it cannot fit a frame's own garment noise through the exact
+pose, and it carries to unseen poses better (README, 2026-12-06).
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ class DeformConfig:
     # before 2026-12-03 did so: they load with it and animate as they were trained).
     hop_tree: str = "driving"
     output_scale: float = 0.01  # metres per unit of MLP output (PERSONA: /100)
+    # How the pose enters (`POSE_RESPONSES`): "mlp", PERSONA's, the masked pose beside the
+    # triplane features at the MLP's input; "linear", the MLP reads the triplane features alone
+    # and gives each point a 3 x (6P + 1) matrix that the masked pose multiplies (a
+    # pose-corrective blend shape per point, as SMPL's, linear in the pose's 6D features).
+    pose_response: str = "mlp"
+
+
+POSE_RESPONSES = ("mlp", "linear")
 
 
 def pose_features(joint_rotations: torch.Tensor) -> torch.Tensor:
@@ -63,15 +74,28 @@ class PoseDeformer(nn.Module):
         C, R = config.triplane_channels, config.triplane_resolution
         self.register_buffer("centre", centre.detach().float().clone())
         self.triplane = nn.Parameter(torch.randn(3, C, R, R) * 0.01)
+        if config.pose_response not in POSE_RESPONSES:
+            raise ValueError(f"unknown pose response {config.pose_response!r}; choose one of {POSE_RESPONSES}")
+        linear = config.pose_response == "linear"
         layers: list[nn.Module] = []
-        width = 3 * C + 6 * num_pose_joints
+        width = 3 * C + (0 if linear else 6 * num_pose_joints)
         for _ in range(config.hidden_layers):
             layers += [nn.Linear(width, config.hidden), nn.GroupNorm(config.groups, config.hidden), nn.ReLU()]
             width = config.hidden
         self.mlp = nn.Sequential(*layers)
-        self.out = nn.Linear(width, 3)
+        self.out = nn.Linear(width, 3 * (6 * num_pose_joints + 1) if linear else 3)
         nn.init.zeros_(self.out.weight)  # start from no offset
         nn.init.zeros_(self.out.bias)
+
+    @staticmethod
+    def parameter_count(config: DeformConfig, num_pose_joints: int) -> int:
+        """How many numbers a deformer of these sizes holds (a package's are checked against it)."""
+        C, R, H, L = config.triplane_channels, config.triplane_resolution, config.hidden, config.hidden_layers
+        linear = config.pose_response == "linear"
+        inputs = 3 * C + (0 if linear else 6 * num_pose_joints)
+        outputs = 3 * (6 * num_pose_joints + 1) if linear else 3
+        # triplane; first block (Linear + GroupNorm); further blocks; output layer
+        return 3 * C * R * R + (inputs * H + 3 * H) + (L - 1) * (H * H + 3 * H) + (H + 1) * outputs
 
     def plane_features(self, points: torch.Tensor) -> torch.Tensor:
         """points: (N, 3) canonical, metres -> (N, 3C) bilinear triplane features."""
@@ -86,7 +110,11 @@ class PoseDeformer(nn.Module):
         Returns (B, N, 3) canonical offsets, metres."""
         B, N = pose.shape[0], points.shape[0]
         planes = self.plane_features(points)  # (N, 3C)
-        masked = pose[:, None] * pose_mask[None, :, :, None]  # (B, N, P, 6)
-        x = torch.cat([planes[None].expand(B, -1, -1), masked.flatten(2)], -1).flatten(0, 1)  # (B N, 3C + 6P)
-        offsets = self.out(self.mlp(x)).view(B, N, 3) * self.config.output_scale
-        return offsets * movable[None, :, None]
+        masked = (pose[:, None] * pose_mask[None, :, :, None]).flatten(2)  # (B, N, 6P)
+        if self.config.pose_response == "linear":
+            blend = self.out(self.mlp(planes)).view(N, 3, -1)  # (N, 3, 6P + 1): the last column is pose-free
+            offsets = torch.einsum("nck,bnk->bnc", blend[..., :-1], masked) + blend[None, ..., -1]
+        else:
+            x = torch.cat([planes[None].expand(B, -1, -1), masked], -1).flatten(0, 1)  # (B N, 3C + 6P)
+            offsets = self.out(self.mlp(x)).view(B, N, 3)
+        return offsets * self.config.output_scale * movable[None, :, None]

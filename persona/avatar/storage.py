@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from persona.avatar.deform import DeformConfig, PoseDeformer
+from persona.avatar.deform import POSE_RESPONSES, DeformConfig, PoseDeformer
 from persona.avatar.model import AvatarRig, GaussianAvatar, identity_quats
 from persona.body.regions import HOP_TREES
 from persona.body.weight_field import WeightFieldConfig
@@ -51,10 +51,10 @@ _DEFORM_LIMITS = {
     "groups": (1, 64), "hops": (0, 64), "resolution": (4, 128), "iterations": (0, 1000), "levels": (1, 6), "stencil": (0, 8),
     "near": (0.0, 1.0), "far": (0.0, 1.0),
 }  # fmt: skip
-_DEFORM_CHOICES = {"hop_tree": HOP_TREES}
+_DEFORM_CHOICES = {"hop_tree": HOP_TREES, "pose_response": POSE_RESPONSES}
 # Settings that packages written before they existed lack, with the values that reproduce them
 # (diffused weights everywhere, no distance blend; hops counted on the whole skeleton).
-_LEGACY_SETTINGS = {"near": 0.0, "far": 0.0, "hop_tree": "skeleton"}
+_LEGACY_SETTINGS = {"near": 0.0, "far": 0.0, "hop_tree": "skeleton", "pose_response": "mlp"}
 
 
 def avatar_tensors(avatar: GaussianAvatar) -> dict[str, torch.Tensor]:
@@ -130,11 +130,9 @@ def _load_deformer(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], b
         raise PersonaError("The avatar package's deformation names joints this body model does not have.")
     if deform.hidden % deform.groups:
         raise PersonaError("The avatar package's deformation settings are inconsistent (hidden / groups).")
-    C, R, H, L, P = deform.triplane_channels, deform.triplane_resolution, deform.hidden, deform.hidden_layers, len(joints)
-    expected = 3 * C * R * R + (3 * C + 6 * P) * H + H + (L - 1) * (H * H + H) + L * 2 * H + 3 * H + 3
-    if tensors["deform_params"].numel() != expected:
+    if tensors["deform_params"].numel() != PoseDeformer.parameter_count(deform, len(joints)):
         raise PersonaError("The avatar package's deformation parameters do not match its settings.")
-    deformer = PoseDeformer(deform, P, tensors["deform_centre"])
+    deformer = PoseDeformer(deform, len(joints), tensors["deform_centre"])
     vector_to_parameters(tensors["deform_params"], deformer.parameters())
     return deformer.requires_grad_(False), skinning, tuple(joints)
 
