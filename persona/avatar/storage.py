@@ -53,7 +53,8 @@ _DEFORM_LIMITS = {
 }  # fmt: skip
 _DEFORM_CHOICES = {"hop_tree": HOP_TREES, "pose_response": POSE_RESPONSES}
 # Settings that packages written before they existed lack, with the values that reproduce them
-# (diffused weights everywhere, no distance blend; hops counted on the whole skeleton).
+# (diffused weights everywhere, no distance blend; hops counted on the whole skeleton; the
+# pose beside the triplane features at the MLP's input).
 _LEGACY_SETTINGS = {"near": 0.0, "far": 0.0, "hop_tree": "skeleton", "pose_response": "mlp"}
 
 
