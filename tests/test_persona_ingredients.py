@@ -351,8 +351,6 @@ def test_a_deformed_avatar_poses_like_the_body_when_its_offsets_are_zero(body):
     colors = torch.full((len(body.skin_weights), 3), 0.5)
     avatar = initial_avatar(body, shape, BodyPose.zeros(1, body.num_joints), None, colors, AvatarConfig(subdivision=0))
     deformer = PoseDeformer(TINY, len(body.fit_joints), torch.zeros(3))
-    from dataclasses import replace
-
     deformed = replace(avatar, deformer=deformer, skinning=WeightFieldConfig(resolution=16), pose_joints=tuple(body.fit_joints))
     rig = AvatarRig(body, deformed)
     pose = BodyPose.zeros(1, body.num_joints)
@@ -365,8 +363,6 @@ def test_a_deformed_avatar_poses_like_the_body_when_its_offsets_are_zero(body):
 
 
 def _deformed_avatar(body, response="mlp"):
-    from dataclasses import replace
-
     from persona.camera import Camera
 
     colors = torch.full((len(body.skin_weights), 3), 0.5)
@@ -396,8 +392,6 @@ def test_a_deformed_avatar_round_trips_through_its_package(body, tmp_path, respo
 
 
 def test_a_deformed_avatar_without_diffused_skinning_round_trips_and_skins_with_the_bodys_weights(body, tmp_path):
-    from dataclasses import replace
-
     from persona.avatar.storage import load_avatar, save_avatar
 
     avatar = replace(_deformed_avatar(body), skinning=None)
@@ -446,8 +440,6 @@ def test_packages_from_before_the_driving_tree_count_hops_on_the_skeleton(body, 
 
 
 def replace_deformer_none(avatar):
-    from dataclasses import replace
-
     return replace(avatar, deformer=None, skinning=None, pose_joints=())
 
 
@@ -484,8 +476,6 @@ def test_packages_with_a_bad_deformation_are_refused(body, tmp_path):
 
 
 def test_optimisation_on_a_tiny_synthetic_scene(body):
-    from dataclasses import replace
-
     from persona.avatar.optimize import PersonaConfig, optimize_persona
     from persona.avatar.losses import affine_aligned
     from persona.avatar.model import render_isotropic

@@ -61,6 +61,14 @@ def _identity_six(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=dtype, device=device)
 
 
+def _mlp_widths(config: DeformConfig, num_pose_joints: int) -> tuple[int, int]:
+    """(inputs, outputs) of the MLP: the triplane features (and the masked pose, "mlp") in;
+    an offset ("mlp") or a blend-shape matrix with a pose-free column ("linear") out."""
+    if config.pose_response == "linear":
+        return 3 * config.triplane_channels, 3 * (6 * num_pose_joints + 1)
+    return 3 * config.triplane_channels + 6 * num_pose_joints, 3
+
+
 class PoseDeformer(nn.Module):
     """Triplane + MLP (see the module doc).
 
@@ -76,14 +84,13 @@ class PoseDeformer(nn.Module):
         self.triplane = nn.Parameter(torch.randn(3, C, R, R) * 0.01)
         if config.pose_response not in POSE_RESPONSES:
             raise ValueError(f"unknown pose response {config.pose_response!r}; choose one of {POSE_RESPONSES}")
-        linear = config.pose_response == "linear"
+        width, outputs = _mlp_widths(config, num_pose_joints)
         layers: list[nn.Module] = []
-        width = 3 * C + (0 if linear else 6 * num_pose_joints)
         for _ in range(config.hidden_layers):
             layers += [nn.Linear(width, config.hidden), nn.GroupNorm(config.groups, config.hidden), nn.ReLU()]
             width = config.hidden
         self.mlp = nn.Sequential(*layers)
-        self.out = nn.Linear(width, 3 * (6 * num_pose_joints + 1) if linear else 3)
+        self.out = nn.Linear(width, outputs)
         nn.init.zeros_(self.out.weight)  # start from no offset
         nn.init.zeros_(self.out.bias)
 
@@ -91,9 +98,7 @@ class PoseDeformer(nn.Module):
     def parameter_count(config: DeformConfig, num_pose_joints: int) -> int:
         """How many numbers a deformer of these sizes holds (a package's are checked against it)."""
         C, R, H, L = config.triplane_channels, config.triplane_resolution, config.hidden, config.hidden_layers
-        linear = config.pose_response == "linear"
-        inputs = 3 * C + (0 if linear else 6 * num_pose_joints)
-        outputs = 3 * (6 * num_pose_joints + 1) if linear else 3
+        inputs, outputs = _mlp_widths(config, num_pose_joints)
         # triplane; first block (Linear + GroupNorm); further blocks; output layer
         return 3 * C * R * R + (inputs * H + 3 * H) + (L - 1) * (H * H + 3 * H) + (H + 1) * outputs
 
