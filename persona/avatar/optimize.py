@@ -109,6 +109,9 @@ class PersonaConfig:
     captured_mask_weight: float = 1.0
     generated_geometry_weight: float = 1.0
     generated_image_weight: float = 0.1
+    # The generated frames' image term's weight on the shape (positions, scales, deformer,
+    # pose refinement); its weight on the colours stays `generated_image_weight`.
+    generated_image_shape_weight: float = 1.0
     # Terms.
     ssim_weight: float = 0.2  # image loss = (1 - w) L1 + w (1 - SSIM)
     mask_weight: float = 1.0
@@ -161,7 +164,7 @@ class PersonaConfig:
             return 1.0, 1.0, 1.0
         if captured:
             return self.captured_image_weight, 1.0, self.captured_geometry_weight
-        return 1.0, self.generated_image_weight, self.generated_geometry_weight
+        return self.generated_image_shape_weight, self.generated_image_weight, self.generated_geometry_weight
 
 
 def scale_gradient(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
@@ -395,8 +398,11 @@ def optimize_persona(
         image_weight, color_scale, geometry_weight = config.frame_weights(frame.captured)
         if frame.captured:
             logits = color_logits
-        else:  # the colour weight and the generated-only colours apply where the photo sees
-            logits = scale_gradient(color_logits, 1 - in_photo * (1 - color_scale)) + in_photo * generated_colors
+        else:  # the colour weight and the generated-only colours apply where the photo sees;
+            # the colours' gradient does not take the image term's weight on the shape
+            to_colors = 1 / image_weight
+            logits = scale_gradient(color_logits, (1 - in_photo * (1 - color_scale)) * to_colors)
+            logits = logits + in_photo * scale_gradient(generated_colors, to_colors)
         features = torch.cat([torch.sigmoid(logits), parts], -1)
         out = render_isotropic(means, log_scales, features, target.camera, background)
         rgb, part_map = out.features[..., :3], out.features[..., 3:]
