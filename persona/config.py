@@ -73,8 +73,8 @@ PRESETS: dict[str, Preset] = {
         # reaching 7 bones, so that a shirt's hem (on anny's lowest spine joints) sees the arms
         # it lifts with, and the pose-offset regulariser at 1e-3: 25.27 dB held-out (the mean
         # of two runs) against 25.06. A pose response linear in the pose (a blend shape per
-        # point, which cannot fit the frames' garment noise through their exact poses): 25.53
-        # in two runs (README, 2026-12-06).
+        # point, which cannot fit the frames' garment noise through their exact poses): 25.56
+        # in its record, 25.53 in two runs before (README, 2026-12-06).
         persona=PersonaConfig(
             iterations=1200, deform_weight=1e-3,
             deform=DeformConfig(triplane_channels=32, triplane_resolution=128, hops=7, pose_response="linear"),

@@ -96,6 +96,30 @@ def test_colour_correction_undoes_a_global_affine_drift_and_keeps_the_background
     assert render.grad is not None and render.grad.abs().sum() > 0
 
 
+def test_a_generated_frame_teaches_the_colours_alike_whatever_its_image_terms_weight_on_the_shape():
+    from persona.avatar.optimize import generated_frame_logits
+
+    torch.manual_seed(0)
+    in_photo = torch.tensor([[1.0], [0.0], [0.5]])
+    target = torch.rand(3, 3)
+
+    def gradients(image_weight):
+        main, residual = torch.zeros(3, 3, requires_grad=True), torch.zeros(3, 3, requires_grad=True)
+        logits = generated_frame_logits(main, residual, in_photo, 0.1, image_weight)
+        (image_weight * (torch.sigmoid(logits) - target).abs().sum()).backward()
+        return main.grad, residual.grad
+
+    main, residual = gradients(1.0)
+    full = torch.sign(0.5 - target) * 0.25  # d|sigmoid(x) - t|/dx at x = 0
+    # Where the photo sees, the main colours learn at 0.1 and the residual at 1; elsewhere the
+    # main colours at 1 and no residual.
+    assert torch.allclose(main, full * torch.tensor([[0.1], [1.0], [0.55]]))
+    assert torch.allclose(residual, full * in_photo)
+    for weight in (0.1, 0.3):
+        scaled_main, scaled_residual = gradients(weight)
+        assert torch.allclose(scaled_main, main) and torch.allclose(scaled_residual, residual)
+
+
 def test_the_uncertain_boundary_band_covers_every_mask_a_pixel_of_noise_can_make():
     from persona.avatar.optimize import boundary_band
 
