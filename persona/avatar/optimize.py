@@ -13,9 +13,9 @@ restricted to joints near the point's own) and optimises everything on a `Traini
   colour set that only generated frames train, which absorbs their drift) teaches the main
   colours at 0.1 and the shape at full weight (`generated_image_shape_weight`; PERSONA weighs
   it 0.1 for both: with masks alone the shape starves, and with depth estimates too 0.1 cost
-  0.4 dB on the benchmark: see `PersonaConfig`). The 0.1 and the second colour set apply where the photo sees the
-  Gaussian (`frame_view`); elsewhere (the back) the generated frames are the only source of
-  colour and teach it at full weight. Each generated frame's render is first matched to the
+  0.4 dB on the benchmark: see `PersonaConfig`). The 0.1 and the second colour set apply
+  where the photo sees the Gaussian (`frame_view`); elsewhere (the back) the generated frames
+  are the only source of colour and teach it at full weight. Each generated frame's render is first matched to the
   frame by an affine colour transform (`correct_colors`), which absorbs global colour drift.
   On the captured photo, the photometric terms and the mask at full weight (seams of
   self-occlusion, where the body's depth jumps, down-weighted), the other geometry terms at
