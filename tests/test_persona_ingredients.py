@@ -118,6 +118,10 @@ def test_a_generated_frame_teaches_the_colours_alike_whatever_its_image_terms_we
     for weight in (0.1, 0.3):
         scaled_main, scaled_residual = gradients(weight)
         assert torch.allclose(scaled_main, main) and torch.allclose(scaled_residual, residual)
+    from persona.avatar.optimize import PersonaConfig
+
+    with pytest.raises(ValueError, match="generated_image_shape_weight"):
+        PersonaConfig(generated_image_shape_weight=0.0)
 
 
 def test_the_uncertain_boundary_band_covers_every_mask_a_pixel_of_noise_can_make():

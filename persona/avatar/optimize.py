@@ -159,6 +159,11 @@ class PersonaConfig:
     crop_margin: float = 0.05  # of the person box, around the crop that is rendered
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # The colours' gradient on a generated frame is divided by it (`generated_frame_logits`).
+        if not self.generated_image_shape_weight > 0:
+            raise ValueError(f"generated_image_shape_weight must be positive, got {self.generated_image_shape_weight}")
+
     def frame_weights(self, captured: bool) -> tuple[float, float, float]:
         """(image weight, scale of the image term's colour gradient, geometry weight) for a
         captured or a generated frame."""
