@@ -136,8 +136,9 @@ class PersonaConfig:
     mask_boundary: int = 1
     # On the mean squared static offset, cm^2. The high preset's is 0.1 (full benchmark, 219k
     # Gaussians: +0.4 dB held-out on every subject, -2.4 dB at the input view). It depends on
-    # the density: at 13.7k Gaussians (the quick run) 0.1 cost 0.8 dB, and at 54.8k it gained
-    # on a loose shirt and lost on a skirt (README, 2026-12-06).
+    # the density and the deformer: at 13.7k Gaussians (the quick run) 0.1 cost 0.8 dB; at
+    # 54.8k, with the high preset's deformer, 0.03 gained on a loose shirt and kept a skirt,
+    # and with the standard preset's it split (README, 2026-12-06).
     offset_weight: float = 0.01
     deform_weight: float = 0.01  # on the mean squared pose-dependent offset, cm^2
     triplane_tv_weight: float = 1e-2  # total variation of the triplane features
