@@ -1,6 +1,6 @@
 """One subject of the ground-truth benchmark with configuration overrides: the first avatar and
-the full method's PERSONA stage, scored as `persona.evaluate.synthetic.evaluate` scores a
-variant. For experiments (bench/results/synthetic_*_experiments.json), not records.
+the full method's PERSONA stage (`persona.evaluate.synthetic.run_subject`, the full variant
+alone). For experiments (bench/results/synthetic_*_experiments.json), not records.
 
     python tools/synthetic_experiment.py SUBJECT '{"offset_weight": 0.1}' OUT.json [--device cuda]
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 
 import torch
@@ -23,7 +22,7 @@ import torch
 from persona.avatar import train
 from persona.body.anny_model import load_anny
 from persona.evaluate import synthetic
-from persona.evaluate.subjects import SUBJECTS, make_subject
+from persona.evaluate.subjects import SUBJECTS
 
 
 def configured(overrides: dict) -> tuple[synthetic.SyntheticConfig, dict, float | None]:
@@ -66,19 +65,14 @@ def main() -> None:
         return train.optimize_on_photo(avatar, rig, image, mask, camera, avatar_config, progress)
 
     synthetic.optimize_on_photo = photo_stage  # the scene's first avatar takes the photo-stage overrides
-    body = load_anny(args.device)
-    start = time.perf_counter()
-    with torch.device(body.faces.device):
-        subject = make_subject(body, SUBJECTS[index], config.avatar_level + 1)
-    scene = synthetic.build_scene(body, subject, config, seed=index)
-    first = synthetic.evaluate(scene.first_avatar, body, scene)
-    avatar, _ = synthetic.optimize_persona(scene.first_avatar, body, scene.training_set, config.persona)
+    run = synthetic.run_subject(load_anny(args.device), index, replace(config, variants=("full",)))
     record = {
         "subject": names[index],
         "overrides": args.overrides,
-        "seconds": round(time.perf_counter() - start, 1),
-        "first_avatar": first,
-        **synthetic.evaluate(avatar, body, scene),
+        "seconds": round(sum(run.seconds.values()), 1),
+        "first_avatar": run.results["first_avatar"],
+        "oracle": run.oracle,
+        **run.results["full"],
     }
     print(json.dumps(record), flush=True)
     with open(args.out, "w") as f:
