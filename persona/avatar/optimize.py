@@ -50,8 +50,7 @@ from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.losses import affine_aligned, ssim
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
-from persona.avatar.texture import observed_colors
-from persona.avatar.train import TrainStats, decay_learning_rates, person_crop, synchronize
+from persona.avatar.train import TrainStats, decay_learning_rates, person_crop, seen_by, synchronize
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import dominant_joints, joint_parts
 from persona.body.weight_field import WeightFieldConfig
@@ -200,17 +199,12 @@ def generated_frame_logits(
     return logits + in_photo * scale_gradient(generated_colors, to_colors)
 
 
-def frame_view(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frame: TrainingFrame) -> tuple[torch.Tensor, torch.Tensor]:
-    """What a frame shows of each Gaussian (`observed_colors`): (colours (N, 3), visibility (N,)
-    in [0, 1]) on the avatar's device."""
-    with torch.no_grad():
-        vertices = body.forward(avatar.shape[None], frame.pose).vertices[0]
-        normals = F.normalize(avatar.binding.interpolate(body.faces, vertex_normals(vertices[None], body.faces)[0]), dim=-1)
-        points = rig.pose_points(rig.rest_points + avatar.offsets, frame.pose)[0]
-        return observed_colors(points, normals, frame.camera, frame.image.to(points.device), frame.mask.to(points.device))
+def frame_view(avatar: GaussianAvatar, rig: AvatarRig, frame: TrainingFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a frame shows of each Gaussian (`seen_by`): (colours (N, 3), visibility (N,))."""
+    return seen_by(avatar, rig, frame.pose, frame.camera, frame.image, frame.mask)
 
 
-def unseen_colors(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frames: list[TrainingFrame], in_photo: torch.Tensor) -> torch.Tensor:
+def unseen_colors(avatar: GaussianAvatar, rig: AvatarRig, frames: list[TrainingFrame], in_photo: torch.Tensor) -> torch.Tensor:
     """(N, 3) starting colours: the avatar's where the photo sees the Gaussian (in_photo (N,)),
     elsewhere moving to the generated frames' visibility-weighted mean colour. The photo's
     fill of its unseen side (a mirrored front, a head's back blended from hair and face) is a
@@ -218,7 +212,7 @@ def unseen_colors(avatar: GaussianAvatar, body: BodyModel, rig: AvatarRig, frame
     Gaussian refine colours better than they carry them across the colour space."""
     total, weight = torch.zeros_like(avatar.colors), torch.zeros_like(avatar.colors[:, :1])
     for frame in frames:
-        colors, visibility = frame_view(avatar, body, rig, frame)
+        colors, visibility = frame_view(avatar, rig, frame)
         total += visibility[:, None] * colors
         weight += visibility[:, None]
     mean = total / weight.clamp(min=1e-6)
@@ -355,9 +349,9 @@ def optimize_persona(
     # How well the photo sees each Gaussian (N, 1): the photo's identity is protected where it
     # sees the person; elsewhere (the back, under the arms) only generated frames can teach colour.
     captured_frames = [f for f in frames if f.captured]
-    in_photo = frame_view(avatar, body, rig, captured_frames[0])[1] if captured_frames else torch.zeros(len(rig.weights), device=device)
+    in_photo = frame_view(avatar, rig, captured_frames[0])[1] if captured_frames else torch.zeros(len(rig.weights), device=device)
     generated_frames = [f for f in frames if not f.captured]
-    start_colors = unseen_colors(avatar, body, rig, generated_frames, in_photo) if config.unseen_from_frames and generated_frames else avatar.colors
+    start_colors = unseen_colors(avatar, rig, generated_frames, in_photo) if config.unseen_from_frames and generated_frames else avatar.colors
     in_photo = in_photo[:, None]
 
     # Parameters
