@@ -76,7 +76,7 @@ class SyntheticConfig:
     # depth estimator gives it (PERSONA's estimates depth and normals on every frame).
     depth_estimates: bool = True
     # 144 generated frames, as many as the high preset generates (4 clips of 36): with 32 a clip
-    # the full method scored 25.88 and 26.12 held-out, with 48 26.36 and 26.25 (README).
+    # the full method scored 25.88 and 26.12 held-out, with 48 26.36, 26.25 and 26.43 (README).
     frames_per_motion: int = 48
     heldout_motions: tuple[str, ...] = ("wave", "jump", "turn_around")
     heldout_per_motion: int = 6
