@@ -170,7 +170,10 @@ def optimize_on_photo(
     # The colours are the initial logits plus rate (N, 1) times a learned step: Adam's steps
     # are the same size whatever the gradient's scale, so a per-Gaussian learning rate has to
     # live in the parametrisation.
-    rate = seen_by(avatar, rig, avatar.photo_pose, camera, image, mask)[1][:, None] if config.colors_where_seen else torch.ones_like(initial_logits[:, :1])
+    if config.colors_where_seen:
+        rate = seen_by(avatar, rig, avatar.photo_pose, camera, image, mask)[1][:, None]  # (N, 1)
+    else:
+        rate = torch.ones_like(initial_logits[:, :1])
     color_step = torch.zeros_like(initial_logits).requires_grad_(True)
     initial_log_scale = avatar.log_scales.clone()
     optimizer = torch.optim.Adam(
