@@ -50,12 +50,12 @@ from persona.avatar.deform import DeformConfig, PoseDeformer
 from persona.avatar.losses import affine_aligned, ssim
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_isotropic
 from persona.avatar.sampling import BalancedSampler
+from persona.avatar.texture import vertex_normals
 from persona.avatar.train import TrainStats, decay_learning_rates, person_crop, seen_by, synchronize
 from persona.body.model import BodyModel, BodyPose
 from persona.body.regions import dominant_joints, joint_parts
 from persona.body.weight_field import WeightFieldConfig
 from persona.camera import Camera
-from persona.generate.generator import vertex_normals
 from persona.generate.training_set import TrainingFrame, TrainingSet
 
 Progress = Callable[[float, str], None]

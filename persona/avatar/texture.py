@@ -43,11 +43,13 @@ class VertexColors:
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """vertices: (V, 3), faces: (F, 3) -> (V, 3) unit area-weighted normals."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    face_normals = torch.linalg.cross(b - a, c - a)
-    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
-    return normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    """vertices: (..., V, 3), faces: (F, 3) -> (..., V, 3) unit area-weighted normals."""
+    a, b, c = (vertices[..., faces[:, i], :] for i in range(3))
+    face_normals = torch.linalg.cross(b - a, c - a)  # (..., F, 3), length = 2 x area
+    normals = torch.zeros_like(vertices)
+    for i in range(3):
+        normals.index_add_(-2, faces[:, i], face_normals)
+    return torch.nn.functional.normalize(normals, dim=-1)
 
 
 def _sample(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:

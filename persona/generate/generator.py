@@ -31,6 +31,7 @@ from typing import Callable, Protocol
 import torch
 
 from persona.avatar.model import AvatarRig, GaussianAvatar, blend_points, render_gaussians
+from persona.avatar.texture import vertex_normals
 from persona.body.model import BodyModel
 from persona.errors import PersonaError
 from persona.generate.driving import DrivingPlan, plan_driving
@@ -96,16 +97,6 @@ class BackendSpec:
 
 
 # --- the synth backend ------------------------------------------------------------------------
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """vertices: (B, V, 3); faces: (F, 3) -> (B, V, 3) unit normals (area-weighted)."""
-    a, b, c = (vertices[:, faces[:, i]] for i in range(3))
-    face_normals = torch.linalg.cross(b - a, c - a)  # (B, F, 3), length = 2 x area
-    normals = torch.zeros_like(vertices)
-    for i in range(3):
-        normals.index_add_(1, faces[:, i], face_normals)
-    return torch.nn.functional.normalize(normals, dim=-1)
 
 
 def synth_backend(
