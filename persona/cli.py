@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="synthetic: where to run it")
     bench.add_argument(
         "--variants", default=None,
-        help="synthetic: comma-separated variants to run (default all: full and its ablations), e.g. to split the full run over calls",
+        help="synthetic: comma-separated variants to run (default all: full, its ablations and synth_frames), e.g. to split the full run over calls",
     )  # fmt: skip
     bench.add_argument(
         "--train-motions", default=None,

@@ -15,8 +15,10 @@ from persona.body.weight_field import WeightFieldConfig
 from persona.cli import main
 from persona.errors import PersonaError
 from persona.evaluate.synthetic import (
-    ORACLES, QUICK, VARIANTS, SyntheticConfig, merge_records, run_synthetic_benchmark, worker_threads, write_synthetic_benchmark,
+    ORACLES, QUICK, VARIANTS, SyntheticConfig, build_scene, merge_records, run_synthetic_benchmark, synth_training_set, worker_threads,
+    write_synthetic_benchmark,
 )  # fmt: skip
+from persona.evaluate.subjects import SUBJECTS, make_subject
 
 TINY = SyntheticConfig(
     subjects=2, avatar_level=0, photo_size=(36, 48), resolution=48, train_motions=("walk",), frames_per_motion=2,
@@ -31,15 +33,15 @@ TINY = SyntheticConfig(
 def test_the_record_holds_every_variant_for_every_subject(body):
     required = {"full", "no_balanced_sampling", "no_geometry_weighting", "no_pose_deformation"}
     assert required <= set(VARIANTS) and required <= set(SyntheticConfig().variants) and set(QUICK.variants) == set(VARIANTS)
-    two = ("full", "no_pose_deformation")  # the others only switch flags
-    record = run_synthetic_benchmark(body, replace(TINY, variants=two), log=lambda message: None)
-    assert set(record["variants"]) == set(two)
+    some = ("full", "no_pose_deformation", "synth_frames")  # the others only switch flags
+    record = run_synthetic_benchmark(body, replace(TINY, variants=some), log=lambda message: None)
+    assert set(record["variants"]) == set(some)
     for metrics in [*record["variants"].values(), record["first_avatar"]]:
         assert {"psnr_heldout", "ssim_heldout", "iou_heldout", "psnr_input_view", "psnr_heldout_true_colors", "psnr_heldout_true_shape", "seconds"} <= set(metrics)
         assert 0.5 < metrics["iou_heldout"] <= 1 and metrics["psnr_heldout"] > 10
         assert metrics["psnr_heldout_true_colors"] > 10 and metrics["psnr_heldout_true_shape"] > 10
     assert list(record["per_subject"]) == ["ada", "ben"] and record["config"]["subjects"] == 2
-    assert set(record["per_subject"]["ben"]) == {"first_avatar", *two}
+    assert set(record["per_subject"]["ben"]) == {"first_avatar", *some}
     # The oracles: the subject at the avatar's level scores above the first avatar; ben's shirt
     # is skinned with the body's weights (posed_garment is exact), ada's skirt is not.
     assert set(record["oracle"]) == set(ORACLES) and set(record["oracle_per_subject"]) == {"ada", "ben"}
@@ -48,6 +50,22 @@ def test_the_record_holds_every_variant_for_every_subject(body):
         assert oracle["exact"]["psnr_heldout"] > first["psnr_heldout"] and oracle["exact"]["iou_heldout"] > first["iou_heldout"]
     ada, ben = record["oracle_per_subject"]["ada"], record["oracle_per_subject"]["ben"]
     assert ben["posed_garment"] == ben["exact"] and ada["posed_garment"] != ada["exact"]
+
+
+def test_the_synth_frames_variant_sees_the_first_avatar_in_the_simulators_poses_and_views(body):
+    """`synth_frames` trains on what the default pipeline trains on: the first avatar rendered
+    by the `synth` generator, in the same driving poses and from the same cameras as the
+    simulator's video-model frames, with exact depth and normals."""
+    scene = build_scene(body, make_subject(body, SUBJECTS[1], TINY.avatar_level + 1), TINY, seed=1)
+    simulated, synth = scene.training_set, synth_training_set(body, scene, TINY)
+    assert (simulated.backend, synth.backend) == ("simulator", "synth") and synth.follows_driving_pose
+    assert synth.captured == simulated.captured and len(synth.generated) == len(simulated.generated) == 2
+    for ours, theirs in zip(synth.generated, simulated.generated):
+        assert torch.equal(ours.pose.joint_rotations, theirs.pose.joint_rotations)
+        assert torch.equal(ours.camera.world_to_camera, theirs.camera.world_to_camera)
+        assert not ours.depth_relative and ours.normal is not None
+        person = (ours.mask > 0.5) & (theirs.mask > 0.5)
+        assert person.float().mean() > 0.05 and not torch.allclose(ours.image[person], theirs.image[person], atol=0.02)
 
 
 def test_one_process_per_subject_gives_the_same_record(body):

@@ -14,6 +14,9 @@ For each synthetic subject (`persona.evaluate.subjects`):
    silhouette IoU on the held-out frames and PSNR at the input view; and the held-out error
    split into shape and colour (the avatar's shape with the true colours, the true shape with
    the avatar's colours).
+The variant `synth_frames` trains the full method on other frames: the embedded `synth`
+generator's (the first avatar rendered in the same driving poses and views), as the default
+pipeline does without a video model; it measures what the video model's frames are worth.
 
 PSNR and SSIM are computed on the person's box (the union of both silhouettes' boxes, plus
 a margin), both images on white, so the empty background does not inflate them.
@@ -46,6 +49,7 @@ from persona.config import PRESETS
 from persona.errors import PersonaError
 from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
 from persona.generate.driving import orbit_about, plan_driving
+from persona.generate.generator import GenerateConfig, GenerationInputs, generate_training_set
 from persona.generate.motions import MOTIONS
 from persona.generate.training_set import CAPTURED, TrainingFrame, TrainingSet
 
@@ -57,6 +61,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "no_geometry_weighting": {"geometry_weighting": False},
     "no_pose_deformation": {"pose_deformation": False},
     "no_diffused_skinning": {"diffused_skinning": False},
+    "synth_frames": {},  # the full method on the `synth` generator's frames (`synth_training_set`)
 }
 
 
@@ -187,6 +192,16 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
     return Scene(subject, training_set, first, heldout, at_avatar_level, photo_stats.seconds)
 
 
+def synth_training_set(body: BodyModel, scene: Scene, config: SyntheticConfig) -> TrainingSet:
+    """The default pipeline's training set for the scene: the photo and the embedded `synth`
+    generator's frames (the first avatar rendered in the simulator's driving poses and views,
+    with their exact depth and normals)."""
+    first = scene.first_avatar
+    inputs = GenerationInputs(scene.training_set.captured[0], body, scene.training_set.shape, first, AvatarRig(body, first))
+    with torch.device(body.faces.device):
+        return generate_training_set(inputs, GenerateConfig("synth", config.train_motions, config.frames_per_motion, config.resolution))
+
+
 def _box(*masks: torch.Tensor, margin: int = 4) -> tuple[slice, slice]:
     union = torch.stack(masks).amax(0) > 0.5
     ys, xs = torch.nonzero(union, as_tuple=True)
@@ -300,7 +315,8 @@ def run_subject(body: BodyModel, index: int, config: SyntheticConfig, log: Log =
     for name in config.variants:
         switches = VARIANTS[name]
         t = time.perf_counter()
-        avatar, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, **switches))
+        frames = synth_training_set(body, scene, config) if name == "synth_frames" else scene.training_set
+        avatar, _ = optimize_persona(scene.first_avatar, body, frames, replace(config.persona, **switches))
         seconds[name] = time.perf_counter() - t
         results[name] = evaluate(avatar, body, scene)
         log(f"{spec.name}: {name} {results[name]} ({seconds[name]:.0f} s)")
