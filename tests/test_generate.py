@@ -130,6 +130,7 @@ def test_backends_registry():
     for name in ("synth", "wan-vace", "mimicmotion"):  # the diffusion ones fall back to synth without weights
         assert get_backend(name).run is not None
         assert get_backend(name).follows_driving_pose == (name == "synth")  # a video model's frames do not
+        assert get_backend(name).true_colors == (name == "synth")  # nor keep the avatar's colours
     with pytest.raises(PersonaError, match="Unknown training-video generator"):
         get_backend("sora")
 

@@ -94,6 +94,8 @@ class BackendSpec:
     run: Backend | None  # None: not available in this version
     # Whether its frames show the person exactly in their driving pose (`TrainingSet`).
     follows_driving_pose: bool = False
+    # Whether its frames show the first avatar's colours exactly, with no drift (`TrainingSet`).
+    true_colors: bool = False
 
 
 # --- the synth backend ------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def _wan_vace(*args, **kwargs) -> list[TrainingFrame]:
 BACKENDS: dict[str, BackendSpec] = {
     "synth": BackendSpec(
         "synth", "renders the first avatar in the driving poses (embedded, no weights)", "Apache-2.0", "none", synth_backend,
-        follows_driving_pose=True,
+        follows_driving_pose=True, true_colors=True,
     ),
     "wan-vace": BackendSpec(
         "wan-vace", "Wan2.1-VACE-1.3B pose-controlled video diffusion (diffusers WanVACEPipeline)", "Apache-2.0",
@@ -226,5 +228,5 @@ def generate_training_set(
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)
     return TrainingSet(
         [photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3), notes,
-        spec.follows_driving_pose,
+        spec.follows_driving_pose, spec.true_colors,
     )  # fmt: skip

@@ -75,6 +75,9 @@ class TrainingSet:
     follows_driving_pose: whether each generated frame shows the person exactly in the pose it
     records (a render of the avatar does; a video model follows its pose conditioning only
     roughly), which sets how freely the PERSONA optimisation refines the frames' poses.
+    true_colors: whether the generated frames show the avatar's colours as they are (a render
+    of the first avatar does; a video model's drift), which decides whether the PERSONA
+    optimisation matches each frame's colours before comparing (`correct_colors`).
     """
 
     frames: list[TrainingFrame]
@@ -84,6 +87,7 @@ class TrainingSet:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     follows_driving_pose: bool = True
+    true_colors: bool = False
 
     def to(self, device: torch.device | str) -> "TrainingSet":
         return replace(self, frames=[f.to(device) for f in self.frames], shape=self.shape.to(device))
