@@ -75,9 +75,10 @@ PRESETS: dict[str, Preset] = {
         # of two runs) against 25.06. A pose response linear in the pose (a blend shape per
         # point, which cannot fit the frames' garment noise through their exact poses): 25.56
         # in its record, 25.53 in two runs before. The static-offset prior at 0.1 (10x): 26.12
-        # and 25.88 in two runs on 96 generated frames; 26.36, 26.25 and 26.43 (the last two
-        # its record) on 144, as many as this preset generates; 2.2 dB less in the input view
-        # (README, 2026-12-06).
+        # and 25.88 in two runs on 96 generated frames; 26.36, 26.25 and 26.43 on 144, as many
+        # as this preset generates (the last two `synthetic_first_avatar_before.json`), 26.44
+        # with the first avatar's colours and scales changed (its record); 2.2 dB less in the
+        # input view (README, 2026-12-06/07).
         persona=PersonaConfig(
             iterations=1200, deform_weight=1e-3, offset_weight=0.1,
             deform=DeformConfig(triplane_channels=32, triplane_resolution=128, hops=7, pose_response="linear"),
