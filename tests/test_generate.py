@@ -131,6 +131,7 @@ def test_backends_registry():
         assert get_backend(name).run is not None
         assert get_backend(name).follows_driving_pose == (name == "synth")  # a video model's frames do not
         assert get_backend(name).true_colors == (name == "synth")  # nor keep the avatar's colours
+        assert get_backend(name).body_skinning == (name == "synth")  # nor its skinning
     with pytest.raises(PersonaError, match="Unknown training-video generator"):
         get_backend("sora")
 

@@ -650,6 +650,22 @@ def test_frames_that_show_the_avatars_own_colours_are_not_colour_corrected(body,
     assert as_shown < corrected < 0.45, (as_shown, corrected)
 
 
+def test_frames_that_show_the_avatar_skinned_with_the_bodys_weights_teach_no_diffused_skinning(body):
+    """The first avatar's own renders (`TrainingSet.body_skinning`, the `synth` frames) show it
+    skinned with the body's weights: the trained avatar keeps them, while a video model's frames
+    train the deformation with the diffused weight field."""
+    from persona.avatar.optimize import PersonaConfig, optimize_persona
+    from persona.generate.training_set import TrainingSet
+
+    avatar, rig, photo = _grey_avatar_and_a_photo(body)
+    frame = replace(photo, captured=False, motion="walk")
+    config = PersonaConfig(iterations=2, refine_poses=False, deform=TINY, skinning=WeightFieldConfig(resolution=16))
+    for body_skinning, field in ((False, WeightFieldConfig(resolution=16)), (True, None)):
+        frames = TrainingSet([photo, frame], avatar.shape, "test", ["walk"], body_skinning=body_skinning)
+        trained = optimize_persona(avatar, body, frames, config)[0]
+        assert trained.deformer is not None and trained.skinning == field
+
+
 def test_the_first_avatar_learns_only_the_colours_the_photo_sees(body):
     """A Gaussian the photo does not see (hidden, or edge-on) keeps its colour; those it faces
     take the photo's. Without the visibility, the hidden ones that show through at the

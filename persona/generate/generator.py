@@ -96,6 +96,8 @@ class BackendSpec:
     follows_driving_pose: bool = False
     # Whether its frames show the first avatar's colours exactly, with no drift (`TrainingSet`).
     true_colors: bool = False
+    # Whether its frames show the first avatar skinned with the body's own weights (`TrainingSet`).
+    body_skinning: bool = False
 
 
 # --- the synth backend ------------------------------------------------------------------------
@@ -159,7 +161,7 @@ def _wan_vace(*args, **kwargs) -> list[TrainingFrame]:
 BACKENDS: dict[str, BackendSpec] = {
     "synth": BackendSpec(
         "synth", "renders the first avatar in the driving poses (embedded, no weights)", "Apache-2.0", "none", synth_backend,
-        follows_driving_pose=True, true_colors=True,
+        follows_driving_pose=True, true_colors=True, body_skinning=True,
     ),
     "wan-vace": BackendSpec(
         "wan-vace", "Wan2.1-VACE-1.3B pose-controlled video diffusion (diffusers WanVACEPipeline)", "Apache-2.0",
@@ -228,5 +230,5 @@ def generate_training_set(
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)
     return TrainingSet(
         [photo, *frames], inputs.shape, spec.name, [c.name for c in plan.clips], round(seconds, 3), notes,
-        spec.follows_driving_pose, spec.true_colors,
+        spec.follows_driving_pose, spec.true_colors, spec.body_skinning,
     )  # fmt: skip

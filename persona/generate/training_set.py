@@ -78,6 +78,9 @@ class TrainingSet:
     true_colors: whether the generated frames show the avatar's colours as they are (a render
     of the first avatar does; a video model's drift), which decides whether the PERSONA
     optimisation matches each frame's colours before comparing (`correct_colors`).
+    body_skinning: whether the generated frames show the avatar skinned with the body's own
+    weights (a render of the first avatar does), from which no other skinning can be learnt:
+    the PERSONA optimisation then keeps the body's weights (no diffused skinning).
     """
 
     frames: list[TrainingFrame]
@@ -88,6 +91,7 @@ class TrainingSet:
     notes: list[str] = field(default_factory=list)
     follows_driving_pose: bool = True
     true_colors: bool = False
+    body_skinning: bool = False
 
     def to(self, device: torch.device | str) -> "TrainingSet":
         return replace(self, frames=[f.to(device) for f in self.frames], shape=self.shape.to(device))
