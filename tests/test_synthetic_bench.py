@@ -60,6 +60,7 @@ def test_the_synth_frames_variant_sees_the_first_avatar_in_the_simulators_poses_
     simulated, synth = scene.training_set, synth_training_set(body, scene, TINY)
     assert (simulated.backend, synth.backend) == ("simulator", "synth") and synth.follows_driving_pose
     assert synth.true_colors and not simulated.true_colors  # the simulator's frames drift in colour
+    assert synth.body_skinning and not simulated.body_skinning  # and its garments move off the body
     assert synth.captured == simulated.captured and len(synth.generated) == len(simulated.generated) == 2
     for ours, theirs in zip(synth.generated, simulated.generated):
         assert torch.equal(ours.pose.joint_rotations, theirs.pose.joint_rotations)
