@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument(
         "--no-depth-estimates", action="store_true",
-        help="synthetic: train without the generated frames' relative depth estimates (as the records before them)",
+        help="synthetic: train without the photo's and the generated frames' relative depth estimates",
     )  # fmt: skip
     bench.add_argument(
         "--merge", nargs="+", type=Path, default=None, metavar="RECORD",

@@ -149,7 +149,7 @@ REGISTRY: dict[str, HubEntry] = {
             licence="Apache-2.0",  # the Small model only: Base, Large and Giant are CC-BY-NC-4.0
             gated=False,
             size_gb=0.1,
-            purpose="relative depth of the diffusion generators' frames (persona.perceive.depth)",
+            purpose="relative depth of the photo and the diffusion generators' frames (persona.perceive.depth)",
         ),
     )
 }

@@ -1,6 +1,6 @@
-"""The depth estimator of generated frames (persona.perceive.depth): its conversion of an
-estimated disparity to a relative depth, the real loading code on a tiny random-weight model in
-the Hub's format, and the fail-over without weights."""
+"""The depth estimator of the photo and the generated frames (persona.perceive.depth): its
+conversion of an estimated disparity to a relative depth, the real loading code on a tiny
+random-weight model in the Hub's format, and the fail-over without weights."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_an_estimated_disparity_becomes_a_depth_up_to_scale_and_shift(subject, b
     assert torch.all(estimator(subject.photo.image, torch.zeros_like(mask)) == 0)  # nobody: nothing known
 
 
-def test_a_tiny_model_in_the_hub_layout_estimates_every_generated_frame(subject, tmp_path, monkeypatch):
+def test_a_tiny_model_in_the_hub_layout_estimates_the_photo_and_every_generated_frame(subject, tmp_path, monkeypatch):
     save_tiny_depth_model(tmp_path / "weights" / WEIGHTS)
     monkeypatch.setenv(hub.WEIGHTS_DIR_VARIABLE, str(tmp_path / "weights"))
     estimator = load_depth_estimator("cpu")
@@ -71,9 +71,11 @@ def test_a_tiny_model_in_the_hub_layout_estimates_every_generated_frame(subject,
     generated = [
         type(photo)(photo.image, photo.mask, photo.pose, photo.camera, captured=False, motion="walk", index=i) for i in range(2)
     ]  # fmt: skip
-    frames, notes = add_depth_estimates([photo, *generated], estimator=estimator)
-    assert not notes and frames[0] is photo and frames[0].depth is None
-    for frame in frames[1:]:
+    known = type(photo)(photo.image, photo.mask, photo.pose, photo.camera, captured=False, motion="walk", depth=photo.mask.clone())
+    frames, notes = add_depth_estimates([photo, *generated, known], estimator=estimator)
+    assert not notes and frames[-1] is known  # a frame with depth keeps it
+    assert frames[0].captured and photo.depth is None  # the photo gets its estimate in a new frame
+    for frame in frames[:-1]:
         assert frame.depth_relative and frame.depth.shape == photo.mask.shape and torch.isfinite(frame.depth).all()
         assert torch.all(frame.depth[photo.mask <= 0.5] == 0) and float(frame.depth[photo.mask > 0.5].min()) >= 1.0
 

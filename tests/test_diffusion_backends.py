@@ -56,12 +56,14 @@ def test_mimicmotion_backend_end_to_end_with_a_tiny_pipeline(subject, monkeypatc
         assert torch.isfinite(frame.image).all() and 0 <= float(frame.image.min()) and float(frame.image.max()) <= 1
         assert frame.pose.batch == 1 and frame.camera.width == 48
         assert frame.depth_relative and frame.depth.shape == (64, 48) and torch.all(frame.depth[frame.mask <= 0.5] == 0)
+    photo = training.captured[0]  # the photo's depth, too (geometry weighting weighs it at 0.1)
+    assert photo.depth_relative and torch.all(photo.depth[photo.mask <= 0.5] == 0) and float(photo.depth.max()) > 1
     # Without depth weights the frames keep no depth, and the report says why.
     monkeypatch.setenv(WEIGHTS_DIR_VARIABLE, str(tmp_path / "none"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     training = generate_training_set(subject, CONFIG, seed=0)
-    assert training.backend == "mimicmotion" and all(f.depth is None for f in training.generated)
+    assert training.backend == "mimicmotion" and all(f.depth is None for f in training.frames)
     assert len(training.notes) == 1 and "No depth estimates" in training.notes[0]
 
 

@@ -563,10 +563,23 @@ def test_optimisation_on_a_tiny_synthetic_scene(body):
     assert plain.deformer is None and not torch.equal(plain.offsets, scene.first_avatar.offsets)
     rigid, _ = optimize_persona(scene.first_avatar, body, scene.training_set, replace(config.persona, diffused_skinning=False))
     assert rigid.deformer is not None and rigid.skinning is None
-    # With relative depth estimates on the generated frames (the same frames otherwise).
+    # With relative depth estimates on the generated frames and on the photo (the same frames
+    # otherwise); the photo's, too, is its true depth up to a scale and a shift, plus the error.
     with_depth = build_scene(body, subject, replace(config, depth_estimates=True), seed=0)
-    for a, b in zip(with_depth.training_set.generated, scene.training_set.generated):
+    for a, b in zip(with_depth.training_set.frames, scene.training_set.frames):
         assert torch.equal(a.image, b.image) and a.depth_relative and a.depth is not None and b.depth is None
+    photo = with_depth.training_set.captured[0]
+    photo_out = render_isotropic(
+        blend_points(subject.weights, body.forward(subject.shape[None], photo.pose).bone_transforms, subject.rest_points + garment_offsets(subject, body, photo.pose)[0])[0],
+        subject.log_scales, subject.colors, photo.camera,
+    )  # fmt: skip
+    photo_person = photo.depth > 0
+    photo_true = photo_out.depth / photo_out.alpha.clamp(min=1e-6)
+    photo_error = (affine_aligned(photo.depth, photo_true, photo_person.float()) - photo_true).abs()[photo_person]
+    assert torch.equal(photo_person, photo_out.alpha > 0.5) and 0.001 < float(photo_error.mean()) < 0.02
+    no_photo_depth = build_scene(body, subject, replace(config, depth_estimates=True, photo_depth_estimate=False), seed=0)
+    assert no_photo_depth.training_set.captured[0].depth is None
+    assert all(torch.equal(a.depth, b.depth) for a, b in zip(no_photo_depth.training_set.generated, with_depth.training_set.generated))
     shaped, _ = optimize_persona(scene.first_avatar, body, with_depth.training_set, config.persona)
     assert not torch.equal(shaped.offsets, avatar.offsets) and torch.isfinite(shaped.offsets).all()
     # Frames that do not follow their driving pose (a video model's) have their poses refined

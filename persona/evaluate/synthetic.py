@@ -1,7 +1,8 @@
 """`python -m persona bench synthetic [--quick]`: the PERSONA optimisation against ground truth.
 
 For each synthetic subject (`persona.evaluate.subjects`):
-1. the captured photo: the subject rendered exactly, from the front, in the photo pose;
+1. the captured photo: the subject rendered exactly, from the front, in the photo pose, with
+   a relative depth estimate as step 3's;
 2. the first avatar, as the pipeline makes it: texture projected from the photo onto the body
    (the true shape and pose stand in for the fit), Gaussians optimised on the photo;
 3. generated training frames: the driving clips the pipeline plans (`plan_driving`: walk,
@@ -47,7 +48,10 @@ from persona.body.weight_field import WeightFieldConfig
 from persona.camera import Camera
 from persona.config import PRESETS
 from persona.errors import PersonaError
-from persona.evaluate.subjects import SUBJECTS, Imperfections, Subject, drifted_colors, imperfect_frame, make_subject, render_subject
+from persona.evaluate.subjects import (
+    SUBJECTS, Imperfections, Subject, drifted_colors, estimated_depth, imperfect_frame, make_subject, render_subject,
+    render_subject_output,
+)  # fmt: skip
 from persona.generate.driving import orbit_about, plan_driving
 from persona.generate.generator import GenerateConfig, GenerationInputs, generate_training_set
 from persona.generate.motions import MOTIONS
@@ -77,9 +81,13 @@ class SyntheticConfig:
     # stretch raises the arms overhead, as the held-out wave and jump do: without it the
     # deformer must extrapolate the shirts beyond the training poses (README, 2026-12-05).
     train_motions: tuple[str, ...] = ("walk", "dance", "stretch")
-    # A relative depth estimate on every generated frame (`estimated_depth`), as the pipeline's
-    # depth estimator gives it (PERSONA's estimates depth and normals on every frame).
+    # A relative depth estimate on every generated frame and on the photo (`estimated_depth`),
+    # as the pipeline's depth estimator gives them (PERSONA's estimates depth and normals on
+    # every frame and on the photo).
     depth_estimates: bool = True
+    # False: none on the photo (the records before 2026-12-07). Geometry weighting weighs the
+    # photo's at 0.1; its error is the same each time balanced sampling shows the photo.
+    photo_depth_estimate: bool = True
     # 144 generated frames, as many as the high preset generates (4 clips of 36): with 32 a clip
     # the full method scored 25.88 and 26.12 held-out, with 48 26.36, 26.25 and 26.43 (README).
     frames_per_motion: int = 48
@@ -146,8 +154,13 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
     depth_generator = torch.Generator().manual_seed(seed + 2) if config.depth_estimates else None  # apart, too
     shape = subject.shape
     pose, camera = photo_setup(body, shape, config.photo_size)
-    image, alpha = render_subject(subject, body, pose, camera)
-    photo = TrainingFrame(image, alpha, pose, camera, captured=True, motion=CAPTURED)
+    out = render_subject_output(subject, body, pose, camera)
+    image, alpha = out.features.clamp(0, 1), out.alpha.clamp(0, 1)
+    photo_depth = None
+    if config.depth_estimates and config.photo_depth_estimate:
+        photo_depth_generator = torch.Generator().manual_seed(seed + 3)  # apart: the frames' draws stay as they were
+        photo_depth = estimated_depth(out.depth, out.alpha, config.imperfections, photo_depth_generator)
+    photo = TrainingFrame(image, alpha, pose, camera, captured=True, motion=CAPTURED, depth=photo_depth, depth_relative=photo_depth is not None)
 
     # The first avatar, as `persona.pipeline.build_avatar` makes it.
     with torch.no_grad():
@@ -444,7 +457,7 @@ def write_synthetic_benchmark(
     """The quick run (2-core CPU) or the full one (a GPU: subjects in parallel processes);
     `variants`: names in VARIANTS (default: the configuration's, all); `train_motions`: built-in
     motion names for the training clips (default: the configuration's); `depth_estimates`:
-    False trains without the generated frames' depth (as the records before 2026-12-05's)."""
+    False trains without depth estimates (as the records before 2026-12-05's)."""
     config = replace(QUICK if quick else SyntheticConfig(), device=str(body.faces.device))
     if variants is not None:
         unknown = sorted(set(variants) - set(VARIANTS))

@@ -56,8 +56,9 @@ class GenerateConfig:
     resolution: int = 256  # longer side of the generated frames, pixels (the photo's aspect)
     orbit_degrees: float = 360.0  # camera orbit over each clip, alternating direction
     blend_frames: int = 4  # frames over which the photo's pose blends into the motion
-    # A relative depth estimate on each frame a diffusion backend makes (`persona.perceive.depth`;
-    # the synth backend renders exact depth): a geometry target for the PERSONA optimisation.
+    # A relative depth estimate on each frame a diffusion backend makes, and on the photo
+    # (`persona.perceive.depth`; the synth backend renders exact depth): a geometry target for
+    # the PERSONA optimisation.
     depth_estimates: bool = True
 
 
@@ -223,8 +224,9 @@ def generate_training_set(
         from persona.perceive.depth import add_depth_estimates
 
         if progress is not None:
-            progress(1.0, "estimating the generated frames' depth")
-        frames, depth_notes = add_depth_estimates(frames, "cuda" if torch.cuda.is_available() else "cpu")
+            progress(1.0, "estimating the photo's and the generated frames' depth")
+        estimated, depth_notes = add_depth_estimates([photo, *frames], "cuda" if torch.cuda.is_available() else "cpu")
+        photo, frames = estimated[0], estimated[1:]
         notes += depth_notes
     seconds = time.perf_counter() - start
     log.info("generate: %d frames with '%s' in %.1f s", len(frames), spec.name, seconds)

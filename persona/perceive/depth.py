@@ -1,11 +1,13 @@
-"""Relative depth of the generated frames: a geometry target where the frames have no other.
+"""Relative depth of the photo and the generated frames: a geometry target where they have no other.
 
-DESIGN.md §1.3 weighs depth as a geometry term on every generated frame. A video model gives
-only pixels, so a monocular estimator (Depth Anything V2 Small, Apache-2.0; the registry entry
-`depth-anything-v2-small`) estimates each frame's depth, and the PERSONA optimisation aligns
-its render to it by a scale and a shift before comparing (`TrainingFrame.depth_relative`,
-`persona.avatar.losses.affine_aligned`). On the ground-truth benchmark such estimates gain
-about 0.5 dB held-out (README).
+DESIGN.md §1.3 weighs depth as a geometry term on every generated frame, and on the photo at
+0.1 (geometry weighting). A video model gives only pixels, so a monocular estimator (Depth
+Anything V2 Small, Apache-2.0; the registry entry `depth-anything-v2-small`) estimates each
+frame's depth and the photo's, and the PERSONA optimisation aligns its render to it by a scale
+and a shift before comparing (`TrainingFrame.depth_relative`,
+`persona.avatar.losses.affine_aligned`). On the ground-truth benchmark the frames' estimates
+gain about 0.5 dB held-out; the photo's, weighed at 0.1, are what geometry weighting keeps
+from bending the shape (at full weight, balanced sampling repeats the same error; README).
 
 The estimator predicts affine-invariant inverse depth (disparity). Over a person a few metres
 away depth varies by a few per cent, so the negated disparity is affine in depth to first
@@ -84,18 +86,18 @@ def load_depth_estimator(device: torch.device | str = "cpu", local_dir: str | Pa
 def add_depth_estimates(
     frames: list[TrainingFrame], device: torch.device | str = "cpu", estimator: DepthEstimator | None = None
 ) -> tuple[list[TrainingFrame], list[str]]:
-    """The generated frames with a relative depth estimate each (`depth_relative`), and notes
-    for the report: without an estimator (none given and none loadable) the frames come back
-    unchanged with a note saying why; the photo and frames that already have depth are kept."""
+    """The frames, the photo among them, with a relative depth estimate each (`depth_relative`),
+    and notes for the report: without an estimator (none given and none loadable) the frames
+    come back unchanged with a note saying why; frames that already have depth are kept."""
     if estimator is None:
         try:
             estimator = load_depth_estimator(device)
         except PersonaError as err:
             log.warning("depth estimates: %s", err)
-            return frames, [f"No depth estimates for the generated frames ({err}); their shape is learnt from masks and images alone."]
+            return frames, [f"No depth estimates for the photo and the generated frames ({err}); their shape is learnt from masks and images alone."]
     out = []
     for frame in frames:
-        if frame.captured or frame.depth is not None:
+        if frame.depth is not None:
             out.append(frame)
             continue
         depth = estimator(frame.image, frame.mask).to(frame.mask.device)
