@@ -250,24 +250,16 @@ def render_subject(
     """The subject in `pose` (batch 1) seen by `camera`: image (H, W, 3) on white, alpha (H, W).
     colors (M, 3) / weights (M, J) replace the subject's colours / skinning weights; garment_pose:
     the pose whose garment shape the subject wears (default: `pose`)."""
-    out = render_subject_output(subject, body, pose, camera, amplitude_factor, colors, garment_pose, weights)
+    means = _posed_means(subject, body, pose, amplitude_factor, pose if garment_pose is None else garment_pose, weights)
+    with torch.no_grad():
+        out = render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
     return out.features.clamp(0, 1), out.alpha.clamp(0, 1)
 
 
-def render_subject_output(
-    subject: Subject,
-    body: BodyModel,
-    pose: BodyPose,
-    camera: Camera,
-    amplitude_factor: float = 1.0,
-    colors: torch.Tensor | None = None,
-    garment_pose: BodyPose | None = None,
-    weights: torch.Tensor | None = None,
-) -> RenderOutput:
-    """`render_subject`'s render, unclamped, with its depth."""
-    means = _posed_means(subject, body, pose, amplitude_factor, pose if garment_pose is None else garment_pose, weights)
+def render_subject_with_depth(subject: Subject, body: BodyModel, pose: BodyPose, camera: Camera) -> RenderOutput:
+    """`render_subject(subject, body, pose, camera)`'s render, unclamped, with its depth."""
     with torch.no_grad():
-        return render_isotropic(means, subject.log_scales, subject.colors if colors is None else colors, camera, torch.ones(3))
+        return render_isotropic(_posed_means(subject, body, pose, 1.0, pose, None), subject.log_scales, subject.colors, camera, torch.ones(3))
 
 
 def _posed_means(

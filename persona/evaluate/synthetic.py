@@ -50,7 +50,7 @@ from persona.config import PRESETS
 from persona.errors import PersonaError
 from persona.evaluate.subjects import (
     SUBJECTS, Imperfections, Subject, drifted_colors, estimated_depth, imperfect_frame, make_subject, render_subject,
-    render_subject_output,
+    render_subject_with_depth,
 )  # fmt: skip
 from persona.generate.driving import orbit_about, plan_driving
 from persona.generate.generator import GenerateConfig, GenerationInputs, generate_training_set
@@ -154,7 +154,7 @@ def _build_scene(body: BodyModel, subject: Subject, config: SyntheticConfig, see
     depth_generator = torch.Generator().manual_seed(seed + 2) if config.depth_estimates else None  # apart, too
     shape = subject.shape
     pose, camera = photo_setup(body, shape, config.photo_size)
-    out = render_subject_output(subject, body, pose, camera)
+    out = render_subject_with_depth(subject, body, pose, camera)
     image, alpha = out.features.clamp(0, 1), out.alpha.clamp(0, 1)
     photo_depth = None
     if config.depth_estimates and config.photo_depth_estimate:
